@@ -1,0 +1,38 @@
+# The verbs a newcomer needs. Every target installs what it needs first (scripts/setup
+# is idempotent and quick when nothing is missing).
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+.PHONY: setup test lint typecheck unit generate check-generated bench run clean
+
+setup:
+	./scripts/setup
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: setup
+	$(BIN)/mypy src
+
+unit: setup
+	$(PY) -m pytest
+
+# Generated files are rendered from Python and committed; CI fails on any difference.
+generate: setup
+	$(BIN)/nova-monitoring render --output k8s/monitoring
+
+check-generated: setup
+	./scripts/check-generated
+
+test: setup lint typecheck check-generated unit
+
+bench: setup
+	$(PY) -m bench
+
+run: setup
+	$(BIN)/nova-streaming stack up
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Monitoring as code for Nova Streaming: rules, alerts, dashboard, Kubernetes resources."""

@@ -1,0 +1,1 @@
+"""Nova Streaming service: RTMP ingest, WebSocket viewers, presence, stream registry."""

@@ -1,0 +1,1 @@
+"""streaming_metrics: the Nova streaming instrumentation library (work in progress)."""
