@@ -1,0 +1,111 @@
+"""Recording rules: the guide's names with the design's corrected expressions.
+
+The guide's versions aggregate ``by (region)`` over series that have no ``region``
+label, or take ``rate()`` of a histogram's base name, which has no samples; these join
+``region`` in from ``nova_streaming_stream_info`` and divide ``_sum`` by ``_count``.
+Per-stream series are reduced per ``stream_id`` first (``sum`` for connections, which
+every replica with viewers exports; ``max`` for the owner-only peak), so two replicas
+never double-count.
+
+Example::
+
+    >>> from nova_monitoring.options import RenderOptions
+    >>> [r["record"] for r in recording_rules(RenderOptions())][:2]
+    ['nova:streaming:viewers:avg', 'nova:streaming:viewers:max']
+"""
+
+from __future__ import annotations
+
+from nova_monitoring._types import Data
+from nova_monitoring.options import RenderOptions
+from streaming_metrics import definitions as d
+
+__all__ = [
+    "RECORDING_GROUP",
+    "le_matcher",
+    "rate_of",
+    "recording_group",
+    "recording_rules",
+]
+
+RECORDING_GROUP = "nova-streaming-recording"
+
+_STREAM_REGION = f"max by (stream_id, region) ({d.STREAM_INFO.name})"
+
+
+def le_matcher(bound: float) -> str:
+    """Match a histogram bucket bound as the Go and the Python clients both write it.
+
+    prometheus_client writes ``le="1.0"`` where the Go client writes ``le="1"``, and
+    Prometheus 2.x compares the label as a string, so ``{le="1"}`` alone silently
+    matches nothing on a Python exporter.
+
+    Example::
+
+        >>> print(le_matcher(1.0), le_matcher(0.5))
+        le=~"1|1\\\\.0" le="0.5"
+    """
+    python_form = repr(float(bound))
+    go_form = python_form.removesuffix(".0")
+    if go_form == python_form:
+        return f'le="{python_form}"'
+    # A backslash-escaped dot inside a PromQL string: the regex is exact, not "1 any 0".
+    escaped = python_form.replace(".", "\\\\.")
+    return f'le=~"{go_form}|{escaped}"'
+
+
+def rate_of(name: str, window: str) -> str:
+    """``rate(<name>[<window>])``: the one place a rate window is written.
+
+    Example::
+
+        >>> rate_of("x_total", "5m")
+        'rate(x_total[5m])'
+    """
+    return f"rate({name}[{window}])"
+
+
+def recording_rules(options: RenderOptions) -> list[Data]:
+    """The five recording rules of design section 4, in the guide's order."""
+    window = options.rate_window
+    duration = d.STREAM_DURATION_SECONDS.name
+    return [
+        {
+            "record": "nova:streaming:viewers:avg",
+            "expr": (
+                f"avg by (region) (sum by (stream_id) ({d.WEBSOCKET_CONNECTIONS.name})"
+                f" * on (stream_id) group_left (region) {_STREAM_REGION})"
+            ),
+        },
+        {
+            "record": "nova:streaming:viewers:max",
+            "expr": (
+                f"max by (region) (max by (stream_id) ({d.PEAK_VIEWERS.name})"
+                f" * on (stream_id) group_left (region) {_STREAM_REGION})"
+            ),
+        },
+        {
+            "record": "nova:streaming:duration:avg",
+            "expr": (
+                f"sum by (stream_type) ({rate_of(duration + '_sum', window)})"
+                f" / sum by (stream_type) ({rate_of(duration + '_count', window)})"
+            ),
+        },
+        {
+            "record": "nova:streaming:error_rate:5m",
+            "expr": f"sum by (error_type) ({rate_of(d.BROADCAST_ERRORS.name, window)})",
+        },
+        {
+            "record": "nova:streaming:active:by_region",
+            "expr": f"sum by (region) ({d.ACTIVE_STREAMS.name})",
+        },
+    ]
+
+
+def recording_group(options: RenderOptions) -> Data:
+    """The recording rules as one Prometheus rule group, evaluated every ``eval_interval``."""
+    return {
+        "name": RECORDING_GROUP,
+        "interval": options.eval_interval,
+        "rules": recording_rules(options),
+    }
