@@ -1,0 +1,134 @@
+"""The panels of a Grafana dashboard JSON, as the preview and ``verify`` need them.
+
+Read straight from ``k8s/monitoring/grafana-streaming-dashboard.json``: title, type,
+the kind of chart Grafana would draw, unit, threshold steps and each target's PromQL,
+so the preview and the checks can never disagree with what Grafana is given.
+
+Example::
+
+    >>> panels = panels_from_dashboard({"panels": [{"title": "Viewers", "type": "stat",
+    ...     "targets": [{"expr": "sum(x)", "refId": "A"}]}]})
+    >>> panels[0].kind, panels[0].targets[0].expr
+    ('stat', 'sum(x)')
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+DASHBOARD_FILE = Path("k8s/monitoring/grafana-streaming-dashboard.json")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One query of a panel."""
+
+    ref_id: str
+    expr: str
+    legend: str
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One threshold step: ``color`` from ``value`` up (None: the base step)."""
+
+    value: float | None
+    color: str
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One dashboard panel, reduced to what a preview needs.
+
+    ``kind`` is the chart Grafana draws: ``lines``, ``stacked-bars``, ``bars``, ``pie``
+    or ``stat``; ``threshold_style`` is Grafana's ``thresholdsStyle.mode`` (``off``,
+    ``line``, ``area``...).
+    """
+
+    index: int
+    title: str
+    type: str
+    kind: str
+    unit: str
+    thresholds: tuple[Threshold, ...]
+    threshold_style: str
+    targets: tuple[Target, ...]
+    description: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        """The panel as JSON-ready data."""
+        return asdict(self)
+
+
+def load_dashboard(path: Path) -> dict[str, Any]:
+    """Read the dashboard JSON; a clear error when missing or not a dashboard."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            f"dashboard: {path} not found (run `make generate` to render k8s/monitoring/)"
+        ) from exc
+    except ValueError as exc:
+        raise ValueError(f"dashboard: {path} is not JSON: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("panels"), list):
+        raise ValueError(f"dashboard: {path} has no panels list")
+    return data
+
+
+def panels_from_dashboard(dashboard: Mapping[str, Any]) -> list[Panel]:
+    """Every graph panel of ``dashboard`` (rows are flattened), in dashboard order."""
+    flat: list[Mapping[str, Any]] = []
+    for panel in dashboard.get("panels") or []:
+        if panel.get("type") == "row":
+            flat.extend(panel.get("panels") or [])
+        else:
+            flat.append(panel)
+    return [_panel(index, raw) for index, raw in enumerate(flat)]
+
+
+def _panel(index: int, raw: Mapping[str, Any]) -> Panel:
+    defaults = (raw.get("fieldConfig") or {}).get("defaults") or {}
+    custom = defaults.get("custom") or {}
+    panel_type = str(raw.get("type", ""))
+    steps = ((defaults.get("thresholds") or {}).get("steps")) or []
+    targets = tuple(
+        Target(
+            ref_id=str(target.get("refId", chr(ord("A") + n))),
+            expr=str(target["expr"]),
+            legend=str(target.get("legendFormat") or ""),
+        )
+        for n, target in enumerate(raw.get("targets") or [])
+        if target.get("expr")
+    )
+    return Panel(
+        index=index,
+        title=str(raw.get("title", f"panel {index + 1}")),
+        type=panel_type,
+        kind=_kind(panel_type, custom),
+        unit=str(defaults.get("unit") or ""),
+        thresholds=tuple(
+            Threshold(
+                value=None if step.get("value") is None else float(step["value"]),
+                color=str(step.get("color", "green")),
+            )
+            for step in steps
+        ),
+        threshold_style=str((custom.get("thresholdsStyle") or {}).get("mode", "off")),
+        targets=targets,
+        description=str(raw.get("description") or ""),
+    )
+
+
+def _kind(panel_type: str, custom: Mapping[str, Any]) -> str:
+    if panel_type in ("stat", "gauge", "bargauge"):
+        return "stat"
+    if panel_type == "piechart":
+        return "pie"
+    stacked = str((custom.get("stacking") or {}).get("mode", "none")) in ("normal", "percent")
+    if panel_type == "barchart" or custom.get("drawStyle") == "bars":
+        return "stacked-bars" if stacked or panel_type == "barchart" else "bars"
+    return "lines"
