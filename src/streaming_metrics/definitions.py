@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 NAMESPACE = "nova_streaming"
 
 
-class MetricType(str, Enum):
+class MetricType(StrEnum):
     """The Prometheus metric types the contract uses."""
 
     GAUGE = "gauge"
@@ -181,11 +181,14 @@ REJECT_INVALID_STREAM_ID = "invalid_stream_id"
 REJECT_INVALID_LABEL = "invalid_label_value"
 REJECT_NOT_FINITE = "not_finite"
 REJECT_NEGATIVE = "negative_value"
+REJECT_INVALID_TYPE = "invalid_type"
+"""A value of the wrong type: a number that is not a real number (str, None, bool...)."""
 REJECT_REASONS: tuple[str, ...] = (
     REJECT_INVALID_STREAM_ID,
     REJECT_INVALID_LABEL,
     REJECT_NOT_FINITE,
     REJECT_NEGATIVE,
+    REJECT_INVALID_TYPE,
 )
 
 DEFAULT_MAX_TRACKED_STREAMS = 10_000

@@ -1,0 +1,42 @@
+"""The per-stream record a :class:`~streaming_metrics.StreamingMetrics` keeps."""
+
+from __future__ import annotations
+
+
+class StreamRecord:
+    """What one process knows about one stream; its fields back the per-stream series.
+
+    Fields are written under the owning instance's lock. The scrape reads them without
+    the lock, so every field is replaced whole (``info`` is one tuple, ``bitrates`` is
+    copied on write) and a reader never sees a half-made value.
+    """
+
+    __slots__ = (
+        "alive",
+        "bitrates",
+        "connections",
+        "info",
+        "linger_until",
+        "owner_until",
+        "peak",
+        "stream_id",
+        "tracked",
+    )
+
+    def __init__(self, stream_id: str, *, tracked: bool) -> None:
+        self.stream_id = stream_id
+        # False when refused series by the cardinality cap: counted, never exported.
+        self.tracked = tracked
+        # False once removed from the instance: a hot path holding it must not write.
+        self.alive = True
+        # (region, stream_type) while started here and not ended; None otherwise.
+        self.info: tuple[str, str] | None = None
+        self.connections = 0
+        # None means no peak_viewers series (never started here, or its linger ran out).
+        self.peak: float | None = None
+        self.bitrates: dict[str, float] = {}
+        # Whole record (and so every series) leaves at this clock time.
+        self.linger_until: float | None = None
+        # Owner-only series (peak, bitrates) of an ended stream leave at this time, even
+        # when a later connection revived the connection series.
+        self.owner_until: float | None = None

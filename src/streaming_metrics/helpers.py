@@ -1,0 +1,103 @@
+"""The guide's helper functions, over one process-wide :class:`StreamingMetrics`.
+
+The default instance is created on first use (thread-safe) and registered in
+prometheus_client's default ``REGISTRY``; :func:`set_default_metrics` installs one built
+from your settings instead. Semantics are those of the :class:`StreamingMetrics` methods
+of the same names.
+
+Example::
+
+    >>> from streaming_metrics import helpers
+    >>> sid = "1b4e28ba-2fa1-4d3b-a3f5-ef19b5a7633b"
+    >>> helpers.record_stream_started(sid, "us-west-2")
+    >>> helpers.record_rtmp_frame_latency("1080p", 0.045)
+    >>> helpers.record_stream_ended(sid, "us-west-2", 3600.0, 500)
+    >>> helpers.reset_default_metrics()
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from streaming_metrics import _default
+from streaming_metrics import definitions as d
+from streaming_metrics._default import default_metrics, reset_default_metrics, set_default_metrics
+from streaming_metrics.timer import StreamTimer
+
+__all__ = [
+    "StreamTimer",
+    "default_metrics",
+    "forget_stream",
+    "record_broadcast_error",
+    "record_quality_bitrate",
+    "record_rtmp_connection_failure",
+    "record_rtmp_frame_latency",
+    "record_stream_ended",
+    "record_stream_started",
+    "record_viewer_count_change",
+    "record_websocket_connection",
+    "record_websocket_disconnection",
+    "reset_default_metrics",
+    "set_default_metrics",
+]
+
+
+def record_stream_started(
+    stream_id: str | UUID, region: str, stream_type: str = d.DEFAULT_STREAM_TYPE
+) -> None:
+    """See :meth:`StreamingMetrics.record_stream_started`."""
+    default_metrics().record_stream_started(stream_id, region, stream_type)
+
+
+def record_stream_ended(
+    stream_id: str | UUID,
+    region: str,
+    duration_seconds: float,
+    final_viewer_count: int,
+    stream_type: str | None = None,
+) -> None:
+    """See :meth:`StreamingMetrics.record_stream_ended`."""
+    default_metrics().record_stream_ended(
+        stream_id, region, duration_seconds, final_viewer_count, stream_type
+    )
+
+
+def forget_stream(stream_id: str | UUID) -> None:
+    """See :meth:`StreamingMetrics.forget_stream`."""
+    default_metrics().forget_stream(stream_id)
+
+
+def record_websocket_connection(stream_id: str | UUID) -> None:
+    """See :meth:`StreamingMetrics.record_websocket_connection`."""
+    (_default._instance or default_metrics()).record_websocket_connection(stream_id)
+
+
+def record_websocket_disconnection(stream_id: str | UUID) -> None:
+    """See :meth:`StreamingMetrics.record_websocket_disconnection`."""
+    (_default._instance or default_metrics()).record_websocket_disconnection(stream_id)
+
+
+def record_viewer_count_change(stream_id: str | UUID, viewer_count: int, region: str) -> None:
+    """See :meth:`StreamingMetrics.record_viewer_count_change`."""
+    default_metrics().record_viewer_count_change(stream_id, viewer_count, region)
+
+
+def record_quality_bitrate(stream_id: str | UUID, quality: str, kbps: float) -> None:
+    """See :meth:`StreamingMetrics.record_quality_bitrate`."""
+    default_metrics().record_quality_bitrate(stream_id, quality, kbps)
+
+
+def record_broadcast_error(error_type: str) -> None:
+    """See :meth:`StreamingMetrics.record_broadcast_error`."""
+    default_metrics().record_broadcast_error(error_type)
+
+
+def record_rtmp_connection_failure() -> None:
+    """See :meth:`StreamingMetrics.record_rtmp_connection_failure`."""
+    default_metrics().record_rtmp_connection_failure()
+
+
+def record_rtmp_frame_latency(quality: str, seconds: float) -> None:
+    """See :meth:`StreamingMetrics.record_rtmp_frame_latency` (the per-frame hot path)."""
+    # The module global is read directly: one attribute load instead of a call.
+    (_default._instance or default_metrics()).record_rtmp_frame_latency(quality, seconds)

@@ -1,0 +1,734 @@
+"""StreamingMetrics: the Nova metrics contract over one prometheus_client registry.
+
+Design notes (the why; the what is in the class docstring):
+
+* Per-stream series (connections, peak, bitrate, stream_info) and the gauges derived
+  from stream state (active_streams, the tracked-streams self-metrics) are produced by
+  one custom collector from :class:`~streaming_metrics._stream.StreamRecord` objects.
+  Removing a stream is then one dict deletion, the connection hot path is a dict lookup
+  plus an integer change under one uncontended lock, and there are no
+  ``Gauge.labels()`` children to leak or to keep in sync with the records.
+* Counters and histograms are ordinary prometheus_client metrics whose label children
+  are created once and cached in dicts, so hot paths never call ``.labels()``.
+* Linger needs no thread: deadlines are ``now + linger`` with a monotonic clock, so they
+  arrive in order and sit in a deque; every lifecycle call and every scrape pops the
+  ones due. The collector expires before it reads, so a scrape never shows a series
+  whose linger has run out. prometheus_client collects collectors in registration
+  order (``CollectorRegistry.collect`` walks an insertion-ordered dict); the stream
+  collector is registered first anyway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Final
+from uuid import UUID
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from streaming_metrics import definitions as d
+from streaming_metrics._stream import StreamRecord
+from streaming_metrics._validation import (
+    check_label_values,
+    clean_amount,
+    clean_stream_id,
+    is_label_value,
+)
+
+if TYPE_CHECKING:
+    from streaming_metrics.timer import StreamTimer
+
+__all__ = ["StreamingMetrics"]
+
+logger = logging.getLogger("streaming_metrics")
+
+_INF: Final = math.inf
+# Longest caller value quoted in a rejection log line: enough to recognise it, not
+# enough to flood the log or carry a payload.
+_LOG_VALUE_CHARS: Final = 80
+
+
+class StreamingMetrics:
+    """The eight metrics of the Nova contract, stream_info and the self-metrics.
+
+    Each instance registers its own collectors in ``registry`` (default: the
+    prometheus_client default ``REGISTRY``); two instances cannot share a registry.
+
+    Semantics in short (``docs/library.md`` has the long form):
+
+    * ``record_stream_started`` creates the stream's series at 0; ``record_stream_ended``
+      observes the histograms with the region and type given at start, removes
+      ``stream_info`` at once and the other per-stream series after
+      ``series_linger_seconds``. Ending an unknown or ended stream changes nothing.
+    * At most ``max_tracked_streams`` streams hold per-stream series; later streams are
+      counted in ``nova_streaming_metrics_dropped_series_total`` but still move
+      ``active_streams`` and the histograms.
+    * ``error_type`` and ``quality`` values outside the configured sets count as
+      ``other``. A call with any bad argument changes nothing but
+      ``nova_streaming_metrics_rejected_inputs_total{reason}`` (logged once per reason);
+      it never raises.
+
+    Example::
+
+        >>> from prometheus_client import CollectorRegistry
+        >>> m = StreamingMetrics(CollectorRegistry(), regions=["eu-west-1"])
+        >>> sid = "1b4e28ba-2fa1-4d3b-a3f5-ef19b5a7633b"
+        >>> m.record_stream_started(sid, "eu-west-1")
+        >>> m.record_websocket_connection(sid)
+        >>> m.registry.get_sample_value(
+        ...     "nova_streaming_websocket_connections", {"stream_id": sid})
+        1.0
+        >>> m.record_stream_ended(sid, "eu-west-1", 3600.0, 1)
+        >>> m.registry.get_sample_value(
+        ...     "nova_streaming_active_streams", {"region": "eu-west-1"})
+        0.0
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        max_tracked_streams: int = d.DEFAULT_MAX_TRACKED_STREAMS,
+        series_linger_seconds: float = d.DEFAULT_SERIES_LINGER_SECONDS,
+        error_types: Iterable[str] = d.DEFAULT_ERROR_TYPES,
+        qualities: Iterable[str] = d.DEFAULT_QUALITIES,
+        regions: Iterable[str] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if registry is None:
+            registry = REGISTRY
+        if not isinstance(registry, CollectorRegistry):
+            raise ValueError(
+                f"StreamingMetrics: registry must be a CollectorRegistry or None, "
+                f"got {type(registry).__name__}"
+            )
+        if (
+            isinstance(max_tracked_streams, bool)
+            or not isinstance(max_tracked_streams, int)
+            or max_tracked_streams < 0
+        ):
+            raise ValueError(
+                "StreamingMetrics: max_tracked_streams must be an int >= 0, "
+                f"got {max_tracked_streams!r}"
+            )
+        linger = clean_amount(series_linger_seconds)
+        if isinstance(linger, str):
+            raise ValueError(
+                "StreamingMetrics: series_linger_seconds must be a finite number >= 0, "
+                f"got {series_linger_seconds!r}"
+            )
+        if not callable(clock):
+            raise ValueError(f"StreamingMetrics: clock must be callable, got {clock!r}")
+        error_set = check_label_values("error_types", error_types)
+        quality_set = check_label_values("qualities", qualities)
+        region_set = check_label_values("regions", regions)
+
+        self._registry = registry
+        self._max_tracked = max_tracked_streams
+        self._linger = linger
+        self._clock = clock
+        self._error_types = frozenset(error_set)
+        self._qualities = frozenset(quality_set)
+
+        # One lock for every state change; prometheus_client's own locks nest inside it
+        # and never call back, so there is no lock-order cycle.
+        self._lock = threading.Lock()
+        self._streams: dict[str, StreamRecord] = {}
+        self._lingering: deque[tuple[float, str]] = deque()
+        self._tracked = 0
+        self._active_by_region: dict[str, int] = dict.fromkeys(region_set, 0)
+        self._logged_reasons: set[str] = set()
+
+        self._errors = _counter(d.BROADCAST_ERRORS)
+        self._viewers = _histogram(d.VIEWERS_TOTAL)
+        self._duration = _histogram(d.STREAM_DURATION_SECONDS)
+        self._latency = _histogram(d.RTMP_INGESTION_LATENCY_SECONDS)
+        self._dropped = _counter(d.DROPPED_SERIES)
+        self._rejected = _counter(d.REJECTED_INPUTS)
+        self._collectors: tuple[Collector, ...] = (
+            _StreamCollector(self),
+            self._errors,
+            self._viewers,
+            self._duration,
+            self._latency,
+            self._dropped,
+            self._rejected,
+        )
+
+        # Label children created once: the known values are exported at 0 from the
+        # start, and the hot paths find their child with one dict lookup.
+        self._error_children = {
+            value: self._errors.labels(value) for value in (*error_set, d.OTHER)
+        }
+        self._latency_children = {
+            value: self._latency.labels(value) for value in (*quality_set, d.OTHER)
+        }
+        self._rejected_children = {
+            reason: self._rejected.labels(reason) for reason in d.REJECT_REASONS
+        }
+        self._duration_children: dict[str, Histogram] = {}
+        self._viewers_children: dict[str, Histogram] = {}
+
+        self._register()
+
+    # --- configuration and introspection ------------------------------------------------
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The registry this instance's collectors are registered in."""
+        return self._registry
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The monotonic clock (seconds) used for linger and by :meth:`timer`."""
+        return self._clock
+
+    @property
+    def max_tracked_streams(self) -> int:
+        """The cardinality cap."""
+        return self._max_tracked
+
+    @property
+    def series_linger_seconds(self) -> float:
+        """How long an ended or forgotten stream's series stay after it ends."""
+        return self._linger
+
+    @property
+    def error_types(self) -> frozenset[str]:
+        """The configured error types (``other`` is added to them in the exposition)."""
+        return self._error_types
+
+    @property
+    def qualities(self) -> frozenset[str]:
+        """The configured qualities (``other`` is added to them in the exposition)."""
+        return self._qualities
+
+    @property
+    def tracked_streams(self) -> int:
+        """Streams holding per-stream series now (active, lingering, connection-only)."""
+        return self._tracked
+
+    def is_tracked(self, stream_id: str | UUID) -> bool:
+        """True when ``stream_id`` holds per-stream series in this instance."""
+        sid = clean_stream_id(stream_id)
+        rec = self._streams.get(sid) if sid is not None else None
+        return rec is not None and rec.tracked
+
+    def is_active(self, stream_id: str | UUID) -> bool:
+        """True when ``stream_id`` was started here and has not ended (tracked or not)."""
+        sid = clean_stream_id(stream_id)
+        rec = self._streams.get(sid) if sid is not None else None
+        return rec is not None and rec.info is not None
+
+    def declare_region(self, region: str) -> None:
+        """Export ``active_streams{region}`` (at 0 until a stream starts there).
+
+        A region is configuration, so a bad value raises ``ValueError``.
+        """
+        if not is_label_value(region):
+            raise ValueError(
+                f"StreamingMetrics: region {region!r} does not match "
+                f"{d.LABEL_VALUE_PATTERN.pattern}"
+            )
+        with self._lock:
+            self._active_by_region.setdefault(region, 0)
+
+    def expire_lingering(self) -> int:
+        """Remove the series whose linger has run out now; returns the streams removed.
+
+        Lifecycle calls and scrapes already do this; call it to settle state in tests or
+        before reading :attr:`tracked_streams`.
+        """
+        with self._lock:
+            return self._expire(self._clock())
+
+    def timer(self, stream_type: str = d.DEFAULT_STREAM_TYPE) -> StreamTimer:
+        """A :class:`~streaming_metrics.StreamTimer` recording into this instance."""
+        from streaming_metrics.timer import StreamTimer
+
+        return StreamTimer(stream_type, metrics=self)
+
+    def unregister(self) -> None:
+        """Remove this instance's collectors from its registry (idempotent)."""
+        for collector in self._collectors:
+            with contextlib.suppress(KeyError):
+                self._registry.unregister(collector)
+
+    # --- stream lifecycle ----------------------------------------------------------------
+
+    def record_stream_started(
+        self, stream_id: str | UUID, region: str, stream_type: str = d.DEFAULT_STREAM_TYPE
+    ) -> None:
+        """A stream started on this process (it is the owner).
+
+        ``active_streams{region}`` +1, ``stream_info`` = 1, connections and peak at 0.
+        Starting a stream that is already active changes nothing; starting a lingering
+        one revives it with a fresh peak and no old bitrates (its live connection count
+        is kept). ``stream_type`` outside ``definitions.STREAM_TYPES`` counts as ``other``.
+        """
+        sid = clean_stream_id(stream_id)
+        if sid is None:
+            self._reject(d.REJECT_INVALID_STREAM_ID, "record_stream_started", stream_id)
+            return
+        if not is_label_value(region):
+            self._reject(d.REJECT_INVALID_LABEL, "record_stream_started", region)
+            return
+        if not is_label_value(stream_type):
+            self._reject(d.REJECT_INVALID_LABEL, "record_stream_started", stream_type)
+            return
+        kind = stream_type if stream_type in d.STREAM_TYPES else d.OTHER
+        with self._lock:
+            self._expire(self._clock())
+            rec = self._streams.get(sid)
+            if rec is None:
+                rec = self._new_record(sid)
+            elif rec.info is not None:
+                return
+            elif not rec.tracked and self._tracked < self._max_tracked:
+                rec.tracked = True
+                self._tracked += 1
+            elif not rec.tracked:
+                self._dropped.inc()
+            rec.info = (region, kind)
+            rec.peak = 0.0
+            rec.bitrates = {}
+            rec.linger_until = None
+            rec.owner_until = None
+            self._active_by_region[region] = self._active_by_region.get(region, 0) + 1
+
+    def record_stream_ended(
+        self,
+        stream_id: str | UUID,
+        region: str,
+        duration_seconds: float,
+        final_viewer_count: int,
+        stream_type: str | None = None,
+    ) -> None:
+        """A stream started here ended.
+
+        ``active_streams`` -1 in the region given at start; ``duration_seconds`` goes
+        into ``stream_duration_seconds`` and ``final_viewer_count`` into
+        ``viewers_total``, labelled with the region and type given at start (the
+        ``region`` and ``stream_type`` passed here are only validated). ``stream_info``
+        goes at once, the other per-stream series after the linger. An unknown,
+        never-started or already-ended stream changes nothing (no observation either).
+        """
+        sid = clean_stream_id(stream_id)
+        if sid is None:
+            self._reject(d.REJECT_INVALID_STREAM_ID, "record_stream_ended", stream_id)
+            return
+        if not is_label_value(region):
+            self._reject(d.REJECT_INVALID_LABEL, "record_stream_ended", region)
+            return
+        if stream_type is not None and not is_label_value(stream_type):
+            self._reject(d.REJECT_INVALID_LABEL, "record_stream_ended", stream_type)
+            return
+        duration = clean_amount(duration_seconds)
+        if isinstance(duration, str):
+            self._reject(duration, "record_stream_ended", duration_seconds)
+            return
+        viewers = clean_amount(final_viewer_count)
+        if isinstance(viewers, str):
+            self._reject(viewers, "record_stream_ended", final_viewer_count)
+            return
+        with self._lock:
+            now = self._clock()
+            self._expire(now)
+            rec = self._streams.get(sid)
+            if rec is None or rec.info is None:
+                return
+            start_region, kind = rec.info
+            self._stop_owning(rec, start_region)
+            self._linger_record(rec, now)
+            duration_child = self._duration_children.get(kind)
+            if duration_child is None:
+                duration_child = self._duration_children[kind] = self._duration.labels(kind)
+            viewers_child = self._viewers_children.get(start_region)
+            if viewers_child is None:
+                viewers_child = self._viewers_children[start_region] = self._viewers.labels(
+                    start_region
+                )
+        duration_child.observe(duration)
+        viewers_child.observe(viewers)
+
+    def forget_stream(self, stream_id: str | UUID) -> None:
+        """This process stops exporting ``stream_id``: its series go after the linger.
+
+        For a replica that exports a stream's connections without owning it, called when
+        it learns the stream ended. On a stream started here it is a hand-over:
+        ``active_streams`` -1 and ``stream_info`` removed at once, and no histogram is
+        observed (the new owner reports the end). Unknown streams: nothing happens.
+        """
+        sid = clean_stream_id(stream_id)
+        if sid is None:
+            self._reject(d.REJECT_INVALID_STREAM_ID, "forget_stream", stream_id)
+            return
+        with self._lock:
+            now = self._clock()
+            self._expire(now)
+            rec = self._streams.get(sid)
+            if rec is None:
+                return
+            if rec.info is not None:
+                self._stop_owning(rec, rec.info[0])
+            if rec.linger_until is None:
+                self._linger_record(rec, now)
+
+    # --- viewers -------------------------------------------------------------------------
+
+    def record_websocket_connection(self, stream_id: str | UUID) -> None:
+        """One more local viewer of ``stream_id``.
+
+        On a stream unknown here it creates the stream's connection series (a replica
+        that does not own the stream); that counts toward the cardinality cap. On a
+        lingering stream it revives the connection series.
+        """
+        try:
+            rec = self._streams.get(stream_id)  # type: ignore[arg-type]
+        except TypeError:
+            rec = None
+        if rec is not None:
+            with self._lock:
+                if rec.alive and rec.linger_until is None:
+                    rec.connections += 1
+                    return
+        self._connect_slow(stream_id)
+
+    def record_websocket_disconnection(self, stream_id: str | UUID) -> None:
+        """One local viewer of ``stream_id`` fewer; the gauge never goes below 0.
+
+        An unknown stream changes nothing. A stream that was never started here and
+        reaches 0 connections starts its linger, so a missed :meth:`forget_stream`
+        cannot leak its series.
+        """
+        try:
+            rec = self._streams.get(stream_id)  # type: ignore[arg-type]
+        except TypeError:
+            rec = None
+        if rec is None:
+            sid = clean_stream_id(stream_id)
+            if sid is None:
+                self._reject(
+                    d.REJECT_INVALID_STREAM_ID, "record_websocket_disconnection", stream_id
+                )
+                return
+            rec = self._streams.get(sid)
+            if rec is None:
+                return
+        with self._lock:
+            if not rec.alive:
+                # Removed since the lookup; a newer record of the same stream may exist.
+                found = self._streams.get(rec.stream_id)
+                if found is None:
+                    return
+                rec = found
+            if rec.connections > 0:
+                rec.connections -= 1
+                if rec.connections == 0 and rec.info is None and rec.linger_until is None:
+                    self._linger_record(rec, self._clock())
+
+    def record_viewer_count_change(
+        self, stream_id: str | UUID, viewer_count: int, region: str
+    ) -> None:
+        """The global viewer count of an active stream changed: peak = max(peak, count).
+
+        Only a stream started here (and not ended) has a peak; for any other stream the
+        call creates no series.
+        """
+        sid = clean_stream_id(stream_id)
+        if sid is None:
+            self._reject(d.REJECT_INVALID_STREAM_ID, "record_viewer_count_change", stream_id)
+            return
+        count = clean_amount(viewer_count)
+        if isinstance(count, str):
+            self._reject(count, "record_viewer_count_change", viewer_count)
+            return
+        if not is_label_value(region):
+            self._reject(d.REJECT_INVALID_LABEL, "record_viewer_count_change", region)
+            return
+        with self._lock:
+            rec = self._streams.get(sid)
+            if rec is not None and rec.info is not None and rec.peak is not None:
+                rec.peak = max(rec.peak, count)
+
+    # --- ingest --------------------------------------------------------------------------
+
+    def record_quality_bitrate(self, stream_id: str | UUID, quality: str, kbps: float) -> None:
+        """Current ingest bitrate of an active stream at ``quality``, in kbit/s.
+
+        Only a stream started here (and not ended) gets the series.
+        """
+        sid = clean_stream_id(stream_id)
+        if sid is None:
+            self._reject(d.REJECT_INVALID_STREAM_ID, "record_quality_bitrate", stream_id)
+            return
+        if not is_label_value(quality):
+            self._reject(d.REJECT_INVALID_LABEL, "record_quality_bitrate", quality)
+            return
+        rate = clean_amount(kbps)
+        if isinstance(rate, str):
+            self._reject(rate, "record_quality_bitrate", kbps)
+            return
+        bounded = quality if quality in self._qualities else d.OTHER
+        with self._lock:
+            rec = self._streams.get(sid)
+            if rec is not None and rec.info is not None:
+                # Copy on write: the scrape iterates bitrates without the lock.
+                rec.bitrates = {**rec.bitrates, bounded: rate}
+
+    def record_broadcast_error(self, error_type: str) -> None:
+        """``broadcast_errors_total{error_type}`` +1 (unconfigured types count as ``other``)."""
+        try:
+            child = self._error_children.get(error_type)
+        except TypeError:
+            child = None
+        if child is not None:
+            child.inc()
+            return
+        if not is_label_value(error_type):
+            self._reject(d.REJECT_INVALID_LABEL, "record_broadcast_error", error_type)
+            return
+        self._error_children[d.OTHER].inc()
+
+    def record_rtmp_connection_failure(self) -> None:
+        """``broadcast_errors_total{error_type="rtmp_connection_failed"}`` +1."""
+        self.record_broadcast_error("rtmp_connection_failed")
+
+    def record_rtmp_frame_latency(self, quality: str, seconds: float) -> None:
+        """One frame's ingest lag at ``quality``, in seconds (the per-frame hot path)."""
+        # One dict lookup and one chained comparison (which also refuses NaN) in front of
+        # the cached child's observe(); anything unusual takes the slow path.
+        try:
+            child = self._latency_children[quality]
+        except (KeyError, TypeError):
+            self._latency_slow(quality, seconds)
+            return
+        if type(seconds) is float and 0.0 <= seconds < _INF:
+            child.observe(seconds)
+        else:
+            self._latency_slow(quality, seconds)
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _latency_slow(self, quality: object, seconds: object) -> None:
+        if not is_label_value(quality):
+            self._reject(d.REJECT_INVALID_LABEL, "record_rtmp_frame_latency", quality)
+            return
+        amount = clean_amount(seconds)
+        if isinstance(amount, str):
+            self._reject(amount, "record_rtmp_frame_latency", seconds)
+            return
+        child = self._latency_children.get(quality)  # type: ignore[call-overload]
+        if child is None:
+            child = self._latency_children[d.OTHER]
+        child.observe(amount)
+
+    def _connect_slow(self, stream_id: object) -> None:
+        sid = clean_stream_id(stream_id)
+        if sid is None:
+            self._reject(d.REJECT_INVALID_STREAM_ID, "record_websocket_connection", stream_id)
+            return
+        with self._lock:
+            self._expire(self._clock())
+            rec = self._streams.get(sid)
+            if rec is None:
+                rec = self._new_record(sid)
+            # A connection means the service holds the stream for active (it records
+            # connections only for active streams), so a lingering stream's connection
+            # series stay; owner-only series still leave at owner_until.
+            rec.linger_until = None
+            rec.connections += 1
+
+    def _observe_duration(self, stream_type: object, seconds: float) -> None:
+        """For StreamTimer: one observation of stream_duration_seconds{stream_type}."""
+        if not is_label_value(stream_type):
+            self._reject(d.REJECT_INVALID_LABEL, "StreamTimer", stream_type)
+            return
+        amount = clean_amount(seconds)
+        if isinstance(amount, str):
+            self._reject(amount, "StreamTimer", seconds)
+            return
+        kind = stream_type if stream_type in d.STREAM_TYPES else d.OTHER
+        with self._lock:
+            child = self._duration_children.get(kind)
+            if child is None:
+                child = self._duration_children[kind] = self._duration.labels(kind)
+        child.observe(amount)
+
+    def _new_record(self, sid: str) -> StreamRecord:
+        """Caller holds the lock. Tracks the stream when the cap allows, else counts a drop."""
+        tracked = self._tracked < self._max_tracked
+        if tracked:
+            self._tracked += 1
+        else:
+            self._dropped.inc()
+        rec = StreamRecord(sid, tracked=tracked)
+        self._streams[sid] = rec
+        return rec
+
+    def _stop_owning(self, rec: StreamRecord, region: str) -> None:
+        """Caller holds the lock. active_streams -1 (never below 0), stream_info gone."""
+        rec.info = None
+        left = self._active_by_region.get(region, 0)
+        self._active_by_region[region] = left - 1 if left > 0 else 0
+
+    def _linger_record(self, rec: StreamRecord, now: float) -> None:
+        """Caller holds the lock. Schedule removal of the stream's series."""
+        deadline = now + self._linger
+        rec.linger_until = deadline
+        if rec.owner_until is None:
+            rec.owner_until = deadline
+        if self._linger <= 0.0:
+            self._remove(rec)
+        else:
+            self._lingering.append((deadline, rec.stream_id))
+
+    def _expire(self, now: float) -> int:
+        """Caller holds the lock. Pop every due deadline; returns the streams removed.
+
+        Deque entries can be stale (a revived stream); the record's own fields decide.
+        """
+        removed = 0
+        lingering = self._lingering
+        while lingering and lingering[0][0] <= now:
+            _, sid = lingering.popleft()
+            rec = self._streams.get(sid)
+            if rec is None:
+                continue
+            if rec.linger_until is not None and rec.linger_until <= now:
+                self._remove(rec)
+                removed += 1
+            elif rec.owner_until is not None and rec.owner_until <= now and rec.info is None:
+                rec.peak = None
+                rec.bitrates = {}
+                rec.owner_until = None
+        return removed
+
+    def _remove(self, rec: StreamRecord) -> None:
+        """Caller holds the lock."""
+        rec.alive = False
+        del self._streams[rec.stream_id]
+        if rec.tracked:
+            self._tracked -= 1
+
+    def _reject(self, reason: str, call: str, value: object) -> None:
+        self._rejected_children[reason].inc()
+        with self._lock:
+            if reason in self._logged_reasons:
+                return
+            self._logged_reasons.add(reason)
+        shown = repr(value)
+        if len(shown) > _LOG_VALUE_CHARS:
+            shown = shown[:_LOG_VALUE_CHARS] + "..."
+        logger.warning(
+            "streaming_metrics: %s rejected %s (reason %s); further rejections for this "
+            "reason are only counted in %s",
+            call,
+            shown,
+            reason,
+            d.REJECTED_INPUTS.name,
+        )
+
+    def _register(self) -> None:
+        done: list[Collector] = []
+        try:
+            for collector in self._collectors:
+                self._registry.register(collector)
+                done.append(collector)
+        except ValueError as exc:
+            for collector in done:
+                self._registry.unregister(collector)
+            raise ValueError(
+                "StreamingMetrics: registry already holds Nova streaming metrics "
+                f"(one StreamingMetrics per registry): {exc}"
+            ) from None
+
+    def _collect(self) -> Iterator[Metric]:
+        with self._lock:
+            self._expire(self._clock())
+            regions = list(self._active_by_region.items())
+            records = [rec for rec in self._streams.values() if rec.tracked]
+            tracked = self._tracked
+        # Read outside the lock: each field is replaced whole, never mutated in place.
+        active = GaugeMetricFamily(
+            d.ACTIVE_STREAMS.name, d.ACTIVE_STREAMS.help, labels=d.ACTIVE_STREAMS.labels
+        )
+        for region, count in regions:
+            active.add_metric((region,), float(count))
+        connections = _gauge(d.WEBSOCKET_CONNECTIONS)
+        peaks = _gauge(d.PEAK_VIEWERS)
+        bitrates = _gauge(d.QUALITY_BITRATE_KBPS)
+        info = _gauge(d.STREAM_INFO)
+        for rec in records:
+            sid = rec.stream_id
+            connections.add_metric((sid,), float(rec.connections))
+            peak = rec.peak
+            if peak is not None:
+                peaks.add_metric((sid,), peak)
+            for quality, rate in rec.bitrates.items():
+                bitrates.add_metric((sid, quality), rate)
+            started = rec.info
+            if started is not None:
+                info.add_metric((sid, *started), 1.0)
+        yield active
+        yield connections
+        yield peaks
+        yield bitrates
+        yield info
+        yield GaugeMetricFamily(
+            d.TRACKED_STREAMS.name, d.TRACKED_STREAMS.help, value=float(tracked)
+        )
+        yield GaugeMetricFamily(
+            d.MAX_TRACKED_STREAMS.name, d.MAX_TRACKED_STREAMS.help, value=float(self._max_tracked)
+        )
+
+
+class _StreamCollector(Collector):
+    """Produces the state-derived gauges of one StreamingMetrics at scrape time."""
+
+    _DEFINITIONS = (
+        d.ACTIVE_STREAMS,
+        d.WEBSOCKET_CONNECTIONS,
+        d.PEAK_VIEWERS,
+        d.QUALITY_BITRATE_KBPS,
+        d.STREAM_INFO,
+        d.TRACKED_STREAMS,
+        d.MAX_TRACKED_STREAMS,
+    )
+
+    def __init__(self, owner: StreamingMetrics) -> None:
+        self._owner = owner
+
+    def collect(self) -> Iterable[Metric]:
+        return self._owner._collect()
+
+    def describe(self) -> Iterable[Metric]:
+        # Lets the registry know the names without collecting: duplicate detection and
+        # name[] filtering (restricted_registry) both rely on it.
+        return [_gauge(definition) for definition in self._DEFINITIONS]
+
+
+def _gauge(definition: d.MetricDefinition) -> GaugeMetricFamily:
+    return GaugeMetricFamily(definition.name, definition.help, labels=definition.labels)
+
+
+def _counter(definition: d.MetricDefinition) -> Counter:
+    return Counter(definition.name, definition.help, definition.labels, registry=None)
+
+
+def _histogram(definition: d.MetricDefinition) -> Histogram:
+    return Histogram(
+        definition.name,
+        definition.help,
+        definition.labels,
+        buckets=definition.buckets,
+        registry=None,
+    )
