@@ -60,7 +60,8 @@ class StopReason(StrEnum):
     ``CLOSED`` is a TCP close (the broadcaster stopped *or* the relay was cut: only
     nginx's on_publish_done tells them apart); ``UNPUBLISHED`` an explicit
     FCUnpublish/deleteStream; ``TIMEOUT`` no media for ``ingest_timeout`` (counted);
-    ``PROTOCOL_ERROR`` a malformed message (counted); ``SERVER_STOPPED`` our shutdown.
+    ``PROTOCOL_ERROR`` a malformed message (counted); ``SERVER_STOPPED`` our shutdown;
+    ``REFUSED`` the sink refused the publish after the start (:meth:`IngestReceiver.refuse`).
 
     Example::
 
@@ -73,6 +74,7 @@ class StopReason(StrEnum):
     TIMEOUT = "timeout"
     PROTOCOL_ERROR = "protocol_error"
     SERVER_STOPPED = "server_stopped"
+    REFUSED = "refused"
 
 
 class IngestSession:
@@ -401,6 +403,25 @@ class IngestReceiver:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+    def refuse(self, session: IngestSession, detail: str = "publish refused") -> bool:
+        """Refuse a publish the sink accepted provisionally (e.g. after an asynchronous
+        authorization check): answer NetStream.Publish.BadName, report the stop as
+        ``REFUSED`` and close the connection. False if the session is no longer live.
+        Nothing is counted here; the sink counts what it refuses.
+
+        Example::
+
+            receiver.refuse(session, "not authorized")
+        """
+        conn = self.connections.get(session.connection_id)
+        if conn is None or conn.session is not session or conn.phase is not _Phase.PUBLISHING:
+            return False
+        conn.rtmp.reject_publish(detail)
+        self._flush(conn)
+        self.stop_session(conn, StopReason.REFUSED)
+        conn.close()
+        return True
 
     # --- called by connections ---
 

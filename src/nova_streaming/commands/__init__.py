@@ -1,0 +1,1 @@
+"""Subcommands of ``nova-streaming``: each module defines ``add_parser(subparsers)``."""

@@ -1,0 +1,448 @@
+"""The stream registry: which streams are active, who owns them, and their end.
+
+The ingest calls :meth:`StreamRegistry.start` when a relay publishes and
+:meth:`StreamRegistry.end` when the broadcaster stops; the viewer hub asks
+:meth:`StreamRegistry.is_active` before counting a viewer and listens for ends.
+The registry keeps the metrics of design section 3: the owner records the start,
+the peak from the global count, and exactly one replica cluster-wide records the end
+with the real duration and the final global viewer count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from nova_streaming.presence import PresenceEngine, PresenceUnavailable
+from nova_streaming.registry.model import (
+    RegistryEvent,
+    StreamEnded,
+    StreamRecord,
+    normalize_stream_id,
+    validate_stream_type,
+)
+from nova_streaming.registry.store import RegistryStore
+from nova_streaming.settings import Settings
+from streaming_metrics import StreamingMetrics
+from streaming_metrics.definitions import LABEL_VALUE_PATTERN
+
+__all__ = ["EndListener", "StreamRegistry"]
+
+log = logging.getLogger(__name__)
+
+EndListener = Callable[[StreamEnded], None]
+
+# Reasons the registry itself gives to ends it decides.
+REASON_OWNER_LOST = "owner_lost"
+REASON_GONE = "gone"
+_ENDED_MEMORY = 10_000
+
+
+class StreamRegistry:
+    """Active streams across replicas; see the module docstring.
+
+    Example::
+
+        registry = StreamRegistry(settings, metrics, presence, MemoryStore(settings.replica_id))
+        await registry.open()
+        record = await registry.start(stream_id, "eu-west-1", "live")
+        ...
+        await registry.end(stream_id, reason="publish_done")   # True: ended exactly once
+        await registry.close()
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: StreamingMetrics,
+        presence: PresenceEngine,
+        store: RegistryStore,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        route_timeout: float = 2.0,
+    ) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._presence = presence
+        self._store = store
+        self._wall = wall_clock
+        self._route_timeout = route_timeout
+        self._me = settings.replica_id
+        self._owned: dict[str, StreamRecord] = {}
+        self._known: dict[str, StreamRecord] = {}
+        self._ended_gen: OrderedDict[str, int] = OrderedDict()
+        self._listeners: list[EndListener] = []
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._timers: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._interest: Callable[[], Iterable[str]] = tuple
+        self._loop_task: asyncio.Task[None] | None = None
+        self._peaks: dict[str, int] = {}
+        # Streams this replica is ending right now: the maintenance loop must not
+        # mistake them for streams another replica ended.
+        self._ending: set[str] = set()
+        self._unknown_since: dict[str, float] = {}
+        store.add_event_handler(self._on_message)
+
+    # --- lifecycle ---
+
+    @property
+    def replica_id(self) -> str:
+        """This replica's id (the owner field of streams it starts)."""
+        return self._me
+
+    async def open(self) -> None:
+        """Start the maintenance loop (peaks, dead-owner reaping, missed-end detection)."""
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._maintain(), name="registry-maintain")
+
+    async def close(self) -> None:
+        """Stop background work. Streams stay registered: a re-push takes them over."""
+        tasks = [t for t in (self._loop_task, *self._timers.values(), *self._background) if t]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._loop_task = None
+        self._timers.clear()
+        self._background.clear()
+
+    def add_end_listener(self, listener: EndListener) -> None:
+        """Call ``listener(StreamEnded)`` once per ended stream on this replica."""
+        self._listeners.append(listener)
+
+    def set_interest(self, provider: Callable[[], Iterable[str]]) -> None:
+        """Streams this replica needs to hear about (the hub's streams with viewers);
+        checked every sync so that an end missed during an outage is still seen."""
+        self._interest = provider
+
+    # --- the seam the ingest calls ---
+
+    async def start(
+        self, stream_id: str, region: str | None = None, stream_type: str = "live"
+    ) -> StreamRecord:
+        """Register ``stream_id`` as active and owned by this replica.
+
+        A stream already registered (its owner died, or it is interrupted and waiting
+        for a re-push, on this replica or another) is taken over keeping its original
+        start time and type. ``record_stream_started`` runs once per owner.
+        Raises ``ValueError`` for a bad ID, type or region and
+        :class:`~nova_streaming.presence.PresenceUnavailable` if Redis is down.
+        """
+        sid = normalize_stream_id(stream_id)
+        kind = validate_stream_type(stream_type)
+        where = self._settings.region if region is None else region
+        if not LABEL_VALUE_PATTERN.fullmatch(where):
+            raise ValueError(f"region must match {LABEL_VALUE_PATTERN.pattern}, got {where!r}")
+        record, previous = await self._store.claim(sid, where, kind, self._me, self._wall())
+        self._known[sid] = record
+        self._ended_gen.pop(sid, None)
+        timer = self._timers.pop(sid, None)
+        if timer is not None:
+            timer.cancel()
+        if sid not in self._owned:
+            self._metrics.record_stream_started(sid, record.region, record.stream_type)
+            self._presence.watch(sid)
+        self._owned[sid] = record
+        self._record_peak(sid, record.region)
+        if previous is not None and previous != self._me:
+            log.info("registry: took over stream %s from %s", sid, previous)
+            with contextlib.suppress(PresenceUnavailable):
+                await self._store.publish(
+                    RegistryEvent("takeover", sid, origin=self._me, target=previous).encode()
+                )
+        return record
+
+    async def end(self, stream_id: str, reason: str | None = None) -> bool:
+        """End ``stream_id`` exactly once cluster-wide; True if this call ended it.
+
+        When another live replica owns the stream the end is routed to it (so its
+        ``active_streams`` gauge goes down there); if it does not answer within the
+        route timeout, this replica ends it itself. Ending an unknown stream is False.
+        """
+        sid = normalize_stream_id(stream_id)
+        record = await self._store.get(sid)
+        if record is None:
+            return False
+        if record.owner != self._me and await self._store.owner_alive(record.owner):
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(sid, []).append(future)
+            try:
+                await self._store.publish(
+                    RegistryEvent(
+                        "end_request", sid, origin=self._me, target=record.owner, reason=reason
+                    ).encode()
+                )
+                await asyncio.wait_for(asyncio.shield(future), timeout=self._route_timeout)
+                return True
+            except TimeoutError:
+                log.warning("registry: owner %s did not end %s; ending here", record.owner, sid)
+            finally:
+                waiters = self._waiters.get(sid, [])
+                if future in waiters:
+                    waiters.remove(future)
+                if not waiters:
+                    self._waiters.pop(sid, None)
+        return await self._end_here(sid, reason)
+
+    async def interrupt(
+        self, stream_id: str, grace_seconds: float, reason: str = "interrupted"
+    ) -> bool:
+        """The relay of an owned stream dropped: keep the stream active for
+        ``grace_seconds`` waiting for a re-push (:meth:`start` on any replica), then end
+        it with ``reason``. False if this replica does not own the stream."""
+        sid = normalize_stream_id(stream_id)
+        if not grace_seconds >= 0:
+            raise ValueError(f"grace_seconds must be >= 0, got {grace_seconds!r}")
+        if not await self._store.interrupt(sid, self._me, self._wall() + grace_seconds):
+            return False
+        old = self._timers.pop(sid, None)
+        if old is not None:
+            old.cancel()
+        self._timers[sid] = asyncio.create_task(
+            self._grace_timer(sid, grace_seconds, reason), name=f"grace-{sid}"
+        )
+        return True
+
+    async def authorize(self, stream_id: str, stream_type: str, ttl: float) -> None:
+        """Remember, cluster-wide for ``ttl`` seconds, that ``on_publish`` accepted
+        ``stream_id`` as ``stream_type`` (the relay's receiver may be another replica)."""
+        sid = normalize_stream_id(stream_id)
+        await self._store.authorize(sid, validate_stream_type(stream_type), ttl)
+
+    async def authorization(self, stream_id: str) -> str | None:
+        """The stream type :meth:`authorize` recorded for ``stream_id``, if not expired."""
+        return await self._store.authorization(normalize_stream_id(stream_id))
+
+    # --- queries ---
+
+    async def get(self, stream_id: str) -> StreamRecord | None:
+        """The record of an active stream, or None."""
+        sid = normalize_stream_id(stream_id)
+        record = await self._store.get(sid)
+        if record is not None:
+            self._known[sid] = record
+        return record
+
+    async def list_active(self) -> list[StreamRecord]:
+        """Every active stream, oldest first."""
+        records = await self._store.list_active()
+        return sorted(records, key=lambda r: (r.started_at, r.stream_id))
+
+    async def is_active(self, stream_id: str) -> bool:
+        """Whether the stream is active; while the backend is down, what this replica
+        last knew (so connected and returning viewers of known streams keep working)."""
+        sid = normalize_stream_id(stream_id)
+        try:
+            found = await self._store.existing([sid])
+        except PresenceUnavailable:
+            return sid in self._known or sid in self._owned
+        if sid not in found:
+            return False
+        self._known.setdefault(sid, StreamRecord(sid, "", "live", 0.0, ""))
+        return True
+
+    def owned(self) -> Mapping[str, StreamRecord]:
+        """Streams this replica owns now (read-only view)."""
+        return MappingProxyType(self._owned)
+
+    def end_generation(self, stream_id: str) -> int:
+        """Changes each time an end of ``stream_id`` is delivered here; the hub compares
+        it around its checks so a viewer cannot slip in after the end."""
+        return self._ended_gen.get(stream_id, 0)
+
+    # --- internals ---
+
+    def _record_peak(self, sid: str, region: str) -> None:
+        count = self._presence.global_count(sid)
+        if self._peaks.get(sid) != count:
+            self._peaks[sid] = count
+            self._metrics.record_viewer_count_change(sid, count, region)
+
+    def viewers_changed(self, stream_id: str) -> None:
+        """The hub's local count of ``stream_id`` changed: the owner updates the peak."""
+        record = self._owned.get(stream_id)
+        if record is not None:
+            self._record_peak(stream_id, record.region)
+
+    async def _end_here(
+        self, sid: str, reason: str | None, *, if_interrupted: bool = False
+    ) -> bool:
+        record = await self._store.remove(
+            sid, if_interrupted_by=self._me if if_interrupted else None
+        )
+        if record is None:
+            return False
+        self._ending.add(sid)
+        try:
+            await self._finish_end(record, reason)
+        finally:
+            self._ending.discard(sid)
+        return True
+
+    async def _finish_end(self, record: StreamRecord, reason: str | None) -> None:
+        sid = record.stream_id
+        try:
+            final = (await self._presence.refresh([sid]))[sid]
+        except PresenceUnavailable:
+            final = self._presence.global_count(sid)
+        duration = max(0.0, self._wall() - record.started_at)
+        owned = self._owned.pop(sid, None)
+        if owned is None:
+            # The owner is gone or silent: this replica reports the end, once, so the
+            # duration and final count are still observed (its own active gauge nets 0).
+            self._metrics.record_stream_started(sid, record.region, record.stream_type)
+        else:
+            self._presence.unwatch(sid)
+            self._metrics.record_viewer_count_change(sid, final, record.region)
+        self._metrics.record_stream_ended(sid, record.region, duration, final, record.stream_type)
+        self._peaks.pop(sid, None)
+        ended = StreamEnded(sid, reason, final, duration)
+        self._deliver(ended)
+        with contextlib.suppress(PresenceUnavailable):
+            await self._presence.drop(sid, shared=True)
+        try:
+            await self._store.publish(
+                RegistryEvent(
+                    "ended",
+                    sid,
+                    origin=self._me,
+                    reason=reason,
+                    final_viewers=final,
+                    duration_seconds=duration,
+                ).encode()
+            )
+        except PresenceUnavailable:
+            # Other replicas notice through their periodic existence check.
+            log.warning("registry: could not announce the end of %s", sid)
+
+    def _deliver(self, ended: StreamEnded) -> None:
+        """Local effects of an end, whoever decided it."""
+        sid = ended.stream_id
+        self._known.pop(sid, None)
+        self._ended_gen[sid] = self._ended_gen.get(sid, 0) + 1
+        self._ended_gen.move_to_end(sid)
+        while len(self._ended_gen) > _ENDED_MEMORY:
+            self._ended_gen.popitem(last=False)
+        timer = self._timers.pop(sid, None)
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
+        for listener in self._listeners:
+            try:
+                listener(ended)
+            except Exception:
+                log.exception("registry: end listener failed")
+        for future in self._waiters.pop(sid, []):
+            if not future.done():
+                future.set_result(None)
+
+    def _gone(self, ended: StreamEnded) -> None:
+        """Another replica ended the stream (or it vanished): release it here."""
+        sid = ended.stream_id
+        owned = self._owned.pop(sid, None)
+        if owned is not None:
+            self._presence.unwatch(sid)
+        self._peaks.pop(sid, None)
+        self._deliver(ended)
+        # After the hub closed its viewers: a non-owner's connection series linger and
+        # go; an owner hands over (active -1, no observation: the ender observed).
+        self._metrics.forget_stream(sid)
+
+    def _on_message(self, text: str) -> None:
+        event = RegistryEvent.decode(text)
+        if event is None or event.origin == self._me:
+            return
+        sid = event.stream_id
+        if event.kind == "ended":
+            self._gone(StreamEnded(sid, event.reason, event.final_viewers, event.duration_seconds))
+        elif event.kind == "end_request" and event.target == self._me:
+            self._spawn(self._end_requested(sid, event.reason))
+        elif event.kind == "takeover" and event.target == self._me and sid in self._owned:
+            self._owned.pop(sid, None)
+            self._presence.unwatch(sid)
+            self._peaks.pop(sid, None)
+            timer = self._timers.pop(sid, None)
+            if timer is not None:
+                timer.cancel()
+            self._metrics.forget_stream(sid)
+            log.info("registry: stream %s taken over by %s", sid, event.origin)
+
+    async def _end_requested(self, sid: str, reason: str | None) -> None:
+        try:
+            await self._end_here(sid, reason)
+        except PresenceUnavailable:
+            log.warning("registry: could not end %s on request", sid)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _grace_timer(self, sid: str, grace: float, reason: str) -> None:
+        await asyncio.sleep(grace)
+        delay = self._settings.presence_sync_interval
+        while True:
+            try:
+                await self._end_here(sid, reason, if_interrupted=True)
+                break
+            except PresenceUnavailable:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._settings.presence_ttl)
+        if self._timers.get(sid) is asyncio.current_task():
+            del self._timers[sid]
+
+    async def _maintain(self) -> None:
+        interval = self._settings.presence_sync_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._maintain_once()
+            except PresenceUnavailable:
+                pass  # counted by the engine; next round retries
+            except Exception:
+                log.exception("registry: maintenance failed")
+
+    async def _maintain_once(self) -> None:
+        for sid, record in list(self._owned.items()):
+            self._record_peak(sid, record.region)
+        for record in await self._store.reap(self._wall(), self._settings.stream_grace):
+            log.warning(
+                "registry: owner %s of %s is gone; ending it", record.owner, record.stream_id
+            )
+            self._ending.add(record.stream_id)
+            try:
+                await self._finish_end(record, REASON_OWNER_LOST)
+            finally:
+                self._ending.discard(record.stream_id)
+        watched = (set(self._interest()) | set(self._owned)) - self._ending
+        for sid in [s for s in self._unknown_since if s not in watched]:
+            del self._unknown_since[sid]
+        if not watched:
+            return
+        now = time.monotonic()
+        for sid, state in (await self._store.status(watched)).items():
+            if sid in self._ending:
+                continue
+            if state == "active":
+                self._unknown_since.pop(sid, None)
+            elif state == "ended":
+                self._unknown_since.pop(sid, None)
+                self._gone(StreamEnded(sid, REASON_GONE, self._presence.global_count(sid), 0.0))
+            elif sid in self._owned:
+                # The backend lost the record (Redis restarted without persistence):
+                # the owner puts it back, original start time included.
+                if await self._store.restore(self._owned[sid]):
+                    log.warning("registry: restored stream %s lost by the backend", sid)
+            else:
+                # Lost, and no owner has restored it yet: give the owner time to.
+                since = self._unknown_since.setdefault(sid, now)
+                if now - since > self._settings.presence_ttl + self._settings.stream_grace:
+                    self._unknown_since.pop(sid, None)
+                    self._gone(StreamEnded(sid, REASON_GONE, self._presence.global_count(sid), 0.0))

@@ -1,0 +1,63 @@
+"""Serving one replica: uvicorn for the app, the library's server for ``/metrics``.
+
+Example::
+
+    asyncio.run(serve(settings, metrics=StreamingMetrics(regions=[settings.region])))
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+
+import uvicorn
+from starlette.applications import Starlette
+
+from nova_streaming.app import Extension, create_app
+from nova_streaming.settings import Settings
+from streaming_metrics import StreamingMetrics, start_metrics_server
+
+__all__ = ["WS_MAX_MESSAGE_BYTES", "serve", "uvicorn_config"]
+
+WS_MAX_MESSAGE_BYTES = 64 * 1024
+"""Largest message a viewer may send (viewers have nothing to say; keep it small)."""
+
+
+def uvicorn_config(
+    app: Starlette, settings: Settings, *, log_level: str = "info"
+) -> uvicorn.Config:
+    """uvicorn settings for ``app``: sans-I/O websockets (keep-alive pings on timers,
+    no task per connection), pings and sizes from ``settings``, lifespan on."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ws="websockets-sansio",
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_timeout,
+        ws_max_size=WS_MAX_MESSAGE_BYTES,
+        lifespan="on",
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+async def serve(
+    settings: Settings,
+    *,
+    metrics: StreamingMetrics,
+    extensions: Sequence[Extension] = (),
+    sockets: list[socket.socket] | None = None,
+) -> None:
+    """Run the app and the metrics server until SIGTERM/SIGINT; viewers are closed
+    (1012 from uvicorn, then the hub) and every disconnection is recorded."""
+    app = create_app(settings, metrics=metrics, extensions=extensions)
+    server = uvicorn.Server(uvicorn_config(app, settings))
+    metrics_server = start_metrics_server(
+        settings.metrics_port, settings.metrics_host, metrics.registry, token=settings.metrics_token
+    )
+    try:
+        await server.serve(sockets=sockets)
+    finally:
+        metrics_server.close()

@@ -1,0 +1,78 @@
+"""The service's own metrics (not part of the guide's contract): presence health, rejections.
+
+They live in the same registry as the library's series, so one scrape sees both.
+
+Example::
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> m = ServiceMetrics(CollectorRegistry())
+    >>> m.presence_errors.labels(operation="sync").inc()
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+__all__ = [
+    "PRESENCE_ERRORS",
+    "PRESENCE_OPERATIONS",
+    "PRESENCE_UP",
+    "WEBSOCKET_DROPPED",
+    "WEBSOCKET_DROP_REASONS",
+    "WEBSOCKET_REJECTED",
+    "WEBSOCKET_REJECT_REASONS",
+    "ServiceMetrics",
+]
+
+PRESENCE_ERRORS: Final = "nova_streaming_presence_errors_total"
+PRESENCE_UP: Final = "nova_streaming_presence_up"
+WEBSOCKET_REJECTED: Final = "nova_streaming_websocket_rejected_total"
+WEBSOCKET_DROPPED: Final = "nova_streaming_websocket_dropped_total"
+
+# Operations against the shared presence/registry backend (Redis) that can fail.
+PRESENCE_OPERATIONS: Final = ("heartbeat", "sync", "read", "registry", "events")
+WEBSOCKET_REJECT_REASONS: Final = ("invalid_stream_id", "stream_not_active", "over_capacity")
+WEBSOCKET_DROP_REASONS: Final = ("slow_consumer",)
+
+
+def _base(name: str) -> str:
+    # prometheus_client adds the _total suffix of counters itself.
+    return name.removesuffix("_total")
+
+
+class ServiceMetrics:
+    """Counters and gauges the service keeps about itself, in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.presence_errors = Counter(
+            _base(PRESENCE_ERRORS),
+            "Failed operations against the shared presence/registry backend, by operation.",
+            ["operation"],
+            registry=registry,
+        )
+        self.presence_up = Gauge(
+            PRESENCE_UP,
+            "1 when the presence backend answered the last sync, 0 while it is unreachable.",
+            registry=registry,
+        )
+        self.websocket_rejected = Counter(
+            _base(WEBSOCKET_REJECTED),
+            "WebSocket viewers refused before being counted, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.websocket_dropped = Counter(
+            _base(WEBSOCKET_DROPPED),
+            "Connected viewers dropped by the server, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        for operation in PRESENCE_OPERATIONS:
+            self.presence_errors.labels(operation=operation)
+        for reason in WEBSOCKET_REJECT_REASONS:
+            self.websocket_rejected.labels(reason=reason)
+        for reason in WEBSOCKET_DROP_REASONS:
+            self.websocket_dropped.labels(reason=reason)
+        self.presence_up.set(1)

@@ -1,0 +1,1 @@
+"""WebSocket viewers: the hub and the ``/ws/streams/{stream_id}`` endpoint."""
