@@ -1,0 +1,521 @@
+"""/metrics at 1k, 10k and 50k active streams: time and bytes per scrape, loop stalls.
+
+Two questions: what a scrape costs against prometheus_client's own ``generate_latest``
+on the same registry, and whether serving it from the ASGI app stalls the event loop
+that serves viewers (the design: render off the loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import http.client
+import random
+import socket
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest, make_asgi_app
+
+from bench import Context, Section, Table, Target
+from bench._report import fmt_bytes, fmt_ms, fmt_ratio
+from bench._timing import time_calls
+
+ORDER = 20
+TITLE = "Exposition"
+
+REGION = "eu-west-1"
+# What Debian's Prometheus 2.42 sends when it scrapes (OpenMetrics preferred, gzip).
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+    "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+PROMETHEUS_HEADERS = (("accept", PROMETHEUS_ACCEPT), ("accept-encoding", "gzip"))
+TEXT_HEADERS = (("accept", "text/plain;version=0.0.4"),)
+TICK_S = 0.001
+# The design's target: a scrape at 10k streams never stalls the loop more than 10 ms.
+MAX_STALL_S = 0.010
+STALL_TARGET_STREAMS = 10_000
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+App = Callable[
+    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
+    Awaitable[None],
+]
+
+_RENDER_PROSE = """
+Each size is that many active streams created through the library
+(`record_stream_started`, one `record_websocket_connection` and one
+`record_viewer_count_change` each), so every stream exports three per-stream series
+(`websocket_connections`, `peak_viewers`, `stream_info`) besides the fixed families;
+10k streams is the default cardinality cap (`max_tracked_streams`). **Baseline:
+prometheus_client's `generate_latest(registry)` on the same registry** (text format, no
+compression, on the calling thread). Compared: one GET of `/metrics` through the
+library's ASGI app (`streaming_metrics.metrics_app`, what the service serves: routing,
+render on its worker thread, response), driven in-process without a socket, once with
+a plain text `Accept` and once with the headers Prometheus 2.42 sends (OpenMetrics,
+`Accept-Encoding: gzip`); and prometheus_client's own ASGI app (`make_asgi_app`) with the
+Prometheus headers. Interleaved rounds, a full `gc.collect()` before each scrape;
+ratios of medians.
+"""
+
+_STALL_PROSE = f"""
+How long the event loop that serves viewers is blocked while Prometheus scrapes. A
+ticker coroutine sleeps {TICK_S * 1000:g} ms in a loop and records how late each tick
+wakes up (gap between ticks minus the {TICK_S * 1000:g} ms sleep): the stall. It shares
+the loop with uvicorn (h11, in-process, loopback socket on a free port) serving the
+app, while a client thread (`http.client`, keep-alive, the Prometheus headers above,
+body read but not decoded) scrapes `/metrics` back to back. **Baseline: the same
+ticker and idle server with no scrape**, in the same run. Compared:
+`streaming_metrics.metrics_app` (renders on a worker thread) and, for contrast,
+prometheus_client's `make_asgi_app`, which renders on the loop. A worker thread still
+needs the GIL, which Python hands back to the loop every switch interval (see Machine),
+so a thread render shows up as a few ms of lateness rather than none.
+"""
+
+
+_STALL_NOTE = """
+Where a thread render's lateness comes from: (1) the GIL switch interval: the render
+thread runs pure Python, so each time the loop wakes it waits up to one switch interval
+(5 ms by default) for the GIL, which sets the median and p99; (2) full (generation 2)
+garbage collections, which run on the rendering thread while it holds the GIL (the
+"longest GC pause" column) and set the maximum. Rendering allocates one object per
+sample, which is what triggers them. An exploratory check on this machine (not part
+of the run) moved these numbers as expected: `sys.setswitchinterval(0.0005)` brought the
+median lateness under 1 ms, and `gc.freeze()` after populating cut the longest GC
+pause to about 6 ms.
+"""
+
+
+# --- registry ----------------------------------------------------------------------
+
+
+def populate(streams: int) -> tuple[Any, CollectorRegistry]:
+    """A StreamingMetrics with ``streams`` active streams (each: connection and peak)."""
+    from streaming_metrics import StreamingMetrics
+
+    registry = CollectorRegistry()
+    metrics = StreamingMetrics(registry, max_tracked_streams=streams, regions=[REGION])
+    rng = random.Random(streams)
+    for _ in range(streams):
+        sid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        metrics.record_stream_started(sid, REGION)
+        metrics.record_websocket_connection(sid)
+        metrics.record_viewer_count_change(sid, 1, REGION)
+    return metrics, registry
+
+
+def _count_samples(body: bytes) -> int:
+    return sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))
+
+
+# --- in-process ASGI driving ---------------------------------------------------------
+
+
+async def asgi_get(app: App, headers: Sequence[tuple[str, str]]) -> tuple[int, bytes]:
+    """One GET /metrics through an ASGI app, no socket; returns (status, body)."""
+    scope: Scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/metrics",
+        "raw_path": b"/metrics",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8081),
+    }
+    status = 0
+    chunks: list[bytes] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = int(message["status"])
+        elif message["type"] == "http.response.body":
+            chunks.append(bytes(message.get("body", b"")))
+
+    await app(scope, receive, send)
+    return status, b"".join(chunks)
+
+
+@dataclass(frozen=True)
+class _RenderCase:
+    label: str
+    app: App | None
+    headers: Sequence[tuple[str, str]]
+
+
+def _scrape_once(
+    case: _RenderCase,
+    registry: CollectorRegistry,
+    loop: asyncio.AbstractEventLoop,
+    sizes_out: dict[str, int],
+) -> Callable[[], None]:
+    """One scrape of ``case``; records the body size in ``sizes_out``."""
+
+    def once() -> None:
+        if case.app is None:
+            body = generate_latest(registry)
+        else:
+            status, body = loop.run_until_complete(asgi_get(case.app, case.headers))
+            if status != 200:
+                raise RuntimeError(f"{case.label}: /metrics answered {status}")
+        sizes_out[case.label] = len(body)
+
+    return once
+
+
+class _Registries:
+    """One populated registry at a time: others are freed, so the heap (and the garbage
+    collector's work) is that of the size under test only."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._streams = -1
+        self._metrics: Any = None
+        self._registry: CollectorRegistry | None = None
+
+    def get(self, streams: int) -> CollectorRegistry:
+        if self._registry is None or self._streams != streams:
+            self.close()
+            self._ctx.log(f"exposition: creating {streams:,} streams")
+            self._metrics, self._registry = populate(streams)
+            self._streams = streams
+            gc.collect()
+        return self._registry
+
+    def close(self) -> None:
+        if self._metrics is not None:
+            self._metrics.unregister()
+        self._metrics = self._registry = None
+        gc.collect()
+
+
+def _render_section(ctx: Context, sizes: Sequence[int], built: _Registries) -> Section:
+    from streaming_metrics import metrics_app
+
+    rows = []
+    bytes_rows = []
+    raw: dict[str, Any] = {}
+    loop = asyncio.new_event_loop()
+    try:
+        for streams in sizes:
+            registry = built.get(streams)
+            ours = metrics_app(registry)
+            cases = [
+                _RenderCase("`generate_latest` (baseline)", None, ()),
+                _RenderCase("`metrics_app`, text", ours, TEXT_HEADERS),
+                _RenderCase(
+                    "`metrics_app`, Prometheus headers (OpenMetrics, gzip)",
+                    ours,
+                    PROMETHEUS_HEADERS,
+                ),
+                _RenderCase(
+                    "prometheus_client `make_asgi_app`, Prometheus headers",
+                    make_asgi_app(registry),
+                    PROMETHEUS_HEADERS,
+                ),
+            ]
+            sizes_out: dict[str, int] = {}
+
+            repeats = ctx.repeats(15 if streams <= 1_000 else 5 if streams <= 10_000 else 3)
+            ctx.log(f"exposition: {streams:,} streams, {repeats} rounds")
+            times = time_calls(
+                [(c.label, _scrape_once(c, registry, loop, sizes_out)) for c in cases],
+                repeats=repeats,
+                before_each=gc.collect,
+                warmup=streams <= 10_000,
+            )
+            ours.close()
+            base = statistics.median(times[cases[0].label])
+            samples = _count_samples(generate_latest(registry))
+            for case in cases:
+                med = statistics.median(times[case.label])
+                rows.append(
+                    (
+                        f"{streams:,}",
+                        case.label,
+                        fmt_ms(med),
+                        fmt_ms(min(times[case.label])),
+                        fmt_ratio(med / base),
+                        fmt_bytes(sizes_out[case.label]),
+                    )
+                )
+            bytes_rows.append((f"{streams:,}", f"{samples:,}"))
+            raw[str(streams)] = {
+                "samples": samples,
+                "seconds": times,
+                "bytes": sizes_out,
+            }
+    finally:
+        loop.close()
+    return Section(
+        "Exposition: time per scrape",
+        _RENDER_PROSE,
+        tables=[
+            Table(
+                "Time per scrape",
+                ("streams", "case", "median", "best", "ratio (median)", "body"),
+                rows,
+            ),
+            Table("Samples per page (text format)", ("streams", "sample lines"), bytes_rows),
+        ],
+        raw=raw,
+    )
+
+
+# --- event-loop stall ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StallStats:
+    """Lateness of a 1 ms ticker over one scenario."""
+
+    ticks: int
+    max_s: float
+    p99_s: float
+    median_s: float
+    scrapes: int
+    scrape_s: float
+    seconds: float
+    gc_max_s: float
+    gc_full: int
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _scraper(
+    port: int,
+    scrapes: int,
+    errors: list[str],
+    durations: list[float],
+    done: Callable[[], object],
+) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        for _ in range(scrapes):
+            start = time.perf_counter()
+            conn.request("GET", "/metrics", headers=dict(PROMETHEUS_HEADERS))
+            response = conn.getresponse()
+            response.read()
+            durations.append(time.perf_counter() - start)
+            if response.status != 200:
+                errors.append(f"/metrics answered {response.status}")
+                return
+    except Exception as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        conn.close()
+        done()
+
+
+async def _stall_scenario(app: App, scrapes: int, idle_seconds: float) -> StallStats:
+    """Serve ``app`` with uvicorn on this loop beside a 1 ms ticker while a thread scrapes.
+
+    ``scrapes`` 0 is the baseline: the ticker and the idle server for ``idle_seconds``.
+    """
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, lifespan="off", log_level="warning", access_log=False, http="h11", loop="asyncio"
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            await asyncio.sleep(TICK_S)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    errors: list[str] = []
+    durations: list[float] = []
+    # Garbage collection runs on whichever thread allocates and holds the GIL
+    # throughout, so a long collection on the render thread stalls the loop too.
+    gc_pauses: list[tuple[int, float]] = []
+    gc_started: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_started.append(time.perf_counter())
+        elif gc_started:
+            gc_pauses.append((info["generation"], time.perf_counter() - gc_started.pop()))
+
+    gc.callbacks.append(on_gc)
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if serving.done() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            await asyncio.sleep(0.01)
+        ticking = asyncio.create_task(ticker())
+        await asyncio.sleep(0.05)  # settle, then measure only what follows
+        gaps.clear()
+        gc_pauses.clear()
+        start = time.perf_counter()
+        if scrapes:
+            loop = asyncio.get_running_loop()
+            finished = asyncio.Event()
+            thread = threading.Thread(
+                target=_scraper,
+                args=(
+                    port,
+                    scrapes,
+                    errors,
+                    durations,
+                    lambda: loop.call_soon_threadsafe(finished.set),
+                ),
+                daemon=True,
+            )
+            thread.start()
+            await finished.wait()
+            thread.join()
+        else:
+            await asyncio.sleep(idle_seconds)
+        elapsed = time.perf_counter() - start
+        stop.set()
+        await ticking
+    finally:
+        gc.callbacks.remove(on_gc)
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(serving, timeout=10)
+        sock.close()
+    if errors:
+        raise RuntimeError(f"scraper: {errors[0]}")
+    late = [max(0.0, g - TICK_S) for g in gaps]
+    return StallStats(
+        ticks=len(late),
+        max_s=max(late, default=0.0),
+        p99_s=_percentile(late, 0.99),
+        median_s=_percentile(late, 0.5),
+        scrapes=len(durations),
+        scrape_s=statistics.median(durations) if durations else 0.0,
+        seconds=elapsed,
+        gc_max_s=max((p for _, p in gc_pauses), default=0.0),
+        gc_full=sum(1 for generation, _ in gc_pauses if generation == 2),
+    )
+
+
+def _stall_section(ctx: Context, sizes: Sequence[int], built: _Registries) -> Section:
+    from streaming_metrics import metrics_app
+
+    rows = []
+    targets = []
+    raw: dict[str, Any] = {}
+    for streams in sizes:
+        registry = built.get(streams)
+        scrapes = ctx.pick(full=10 if streams <= 10_000 else 3, quick=2)
+        ours = metrics_app(registry)
+        ctx.log(f"loop stall: {streams:,} streams, {scrapes} scrapes per scenario")
+        gc.collect()
+        results: dict[str, StallStats] = {}
+        results["metrics_app"] = asyncio.run(_stall_scenario(ours, scrapes, 0.0))
+        gc.collect()
+        results["make_asgi_app"] = asyncio.run(
+            _stall_scenario(make_asgi_app(registry), scrapes, 0.0)
+        )
+        gc.collect()
+        idle = max(1.0, results["metrics_app"].seconds)
+        results["baseline"] = asyncio.run(_stall_scenario(ours, 0, idle))
+        ours.close()
+        base = results["baseline"]
+        labels = {
+            "baseline": "ticker alone, idle server (baseline)",
+            "metrics_app": "`metrics_app` (render on a worker thread)",
+            "make_asgi_app": "prometheus_client `make_asgi_app` (render on the loop)",
+        }
+        for key in ("baseline", "metrics_app", "make_asgi_app"):
+            s = results[key]
+            rows.append(
+                (
+                    f"{streams:,}",
+                    labels[key],
+                    fmt_ms(s.max_s),
+                    fmt_ratio(s.max_s / base.max_s) if base.max_s > 0 else "n/a",
+                    fmt_ms(s.p99_s),
+                    fmt_ratio(s.p99_s / base.p99_s) if base.p99_s > 0 else "n/a",
+                    f"{s.ticks:,}",
+                    f"{s.scrapes} × {fmt_ms(s.scrape_s)}" if s.scrapes else "-",
+                    f"{fmt_ms(s.gc_max_s)} ({s.gc_full} full)",
+                )
+            )
+        raw[str(streams)] = {key: vars(value) for key, value in results.items()}
+        if streams == STALL_TARGET_STREAMS or (ctx.quick and streams == sizes[0]):
+            worst = results["metrics_app"].max_s
+            targets.append(
+                Target(
+                    f"longest loop stall during `metrics_app` scrapes at {streams:,} streams",
+                    f"≤ {fmt_ms(MAX_STALL_S)}",
+                    f"{fmt_ms(worst)} ({fmt_ratio(worst / base.max_s) if base.max_s else 'n/a'} "
+                    "the idle baseline)",
+                    worst <= MAX_STALL_S,
+                )
+            )
+    return Section(
+        "Exposition: event-loop stall during scrapes",
+        _STALL_PROSE,
+        notes=[_STALL_NOTE],
+        tables=[
+            Table(
+                "Ticker lateness (1 ms sleep)",
+                (
+                    "streams",
+                    "scenario",
+                    "max stall",
+                    "max vs baseline",
+                    "p99 stall",
+                    "p99 vs baseline",
+                    "ticks",
+                    "scrapes × median scrape time",
+                    "longest GC pause (full collections)",
+                ),
+                rows,
+            )
+        ],
+        targets=targets,
+        raw=raw,
+    )
+
+
+def run(ctx: Context) -> list[Section]:
+    """Scrape cost at several sizes, then loop stalls at 10k and 50k streams."""
+    render_sizes = [
+        ctx.pick(full=n, quick=q) for n, q in ((1_000, 100), (10_000, 500), (50_000, 1_000))
+    ]
+    stall_sizes = [ctx.pick(full=n, quick=q) for n, q in ((10_000, 500), (50_000, 1_000))]
+    built = _Registries(ctx)
+    try:
+        render = _render_section(ctx, render_sizes, built)
+        stall = _stall_section(ctx, stall_sizes, built)
+    finally:
+        built.close()
+    return [render, stall]
