@@ -379,7 +379,18 @@ class StreamingMetrics:
                 return
             if rec.info is not None:
                 self._stop_owning(rec, rec.info[0])
-            if rec.linger_until is None:
+            if rec.linger_until is not None:
+                return
+            if rec.connections > 0:
+                # Viewers are still connected here (a hand-over to another owner, or the
+                # hub has not closed them yet): removing their connection series would
+                # lose the count they still hold. Owner-only series (peak, bitrates) go
+                # after the linger; the connection series lingers once the last viewer
+                # leaves (see record_websocket_disconnection).
+                if rec.owner_until is None and (rec.peak is not None or rec.bitrates):
+                    rec.owner_until = now + self._linger
+                    self._lingering.append((rec.owner_until, sid))
+            else:
                 self._linger_record(rec, now)
 
     # --- viewers -------------------------------------------------------------------------

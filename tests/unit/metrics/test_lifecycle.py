@@ -269,22 +269,49 @@ def test_stream_id_normalised_to_lowercase(
     assert value(registry, d.ACTIVE_STREAMS.name, region=REGION) == 0.0
 
 
-def test_forget_connection_only_stream_lingers_then_removes(
+def test_forget_connection_only_stream_lingers_after_last_viewer(
     metrics: StreamingMetrics,
     registry: CollectorRegistry,
     clock: Any,
     stream_series: Callable[[CollectorRegistry, str], list[str]],
 ) -> None:
-    """forget_stream on a viewers-only stream keeps its final value for the linger only."""
+    """forget_stream keeps connected viewers' series; they linger once the last one leaves."""
     metrics.record_websocket_connection(SID)
     metrics.record_websocket_connection(SID)
     metrics.forget_stream(SID)
     assert value(registry, d.WEBSOCKET_CONNECTIONS.name, stream_id=SID) == 2.0
     metrics.record_websocket_disconnection(SID)
+    clock.advance(120.0)
+    # One viewer is still connected here: its count must survive any linger.
     assert value(registry, d.WEBSOCKET_CONNECTIONS.name, stream_id=SID) == 1.0
+    metrics.record_websocket_disconnection(SID)
+    assert value(registry, d.WEBSOCKET_CONNECTIONS.name, stream_id=SID) == 0.0
     clock.advance(60.0)
     assert stream_series(registry, SID) == []
     assert metrics.tracked_streams == 0
+
+
+def test_forget_owned_stream_with_viewers_keeps_their_count(
+    metrics: StreamingMetrics,
+    registry: CollectorRegistry,
+    clock: Any,
+    stream_series: Callable[[CollectorRegistry, str], list[str]],
+) -> None:
+    """A hand-over while local viewers watch: peak goes after the linger, connections stay."""
+    metrics.record_stream_started(SID, REGION)
+    metrics.record_websocket_connection(SID)
+    metrics.record_viewer_count_change(SID, 3, REGION)
+    metrics.forget_stream(SID)
+    clock.advance(61.0)
+    metrics.expire_lingering()
+    assert value(registry, d.PEAK_VIEWERS.name, stream_id=SID) is None
+    assert value(registry, d.WEBSOCKET_CONNECTIONS.name, stream_id=SID) == 1.0
+    metrics.record_websocket_connection(SID)
+    assert value(registry, d.WEBSOCKET_CONNECTIONS.name, stream_id=SID) == 2.0
+    metrics.record_websocket_disconnection(SID)
+    metrics.record_websocket_disconnection(SID)
+    clock.advance(60.0)
+    assert stream_series(registry, SID) == []
 
 
 def test_forget_started_stream_hands_over(

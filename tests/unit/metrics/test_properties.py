@@ -70,6 +70,9 @@ class Model:
     max_seen: dict[str, float] = field(default_factory=dict)  # stream -> max count since start
     # stream -> clock time after which it must have no per-stream series (if not revived)
     gone_after: dict[str, float] = field(default_factory=dict)
+    # stream -> local viewers connected; forgotten streams wait for 0 before lingering
+    conns: dict[str, int] = field(default_factory=dict)
+    forgotten_with_viewers: set[str] = field(default_factory=set)
     ends: int = 0
     rejected: int = 0
 
@@ -84,6 +87,7 @@ def apply(metrics: StreamingMetrics, clock: Clock, model: Model, op: tuple[Any, 
             model.active[sid] = op[2]
             model.max_seen[sid] = 0.0
         model.gone_after.pop(sid, None)
+        model.forgotten_with_viewers.discard(sid)
     elif kind == "end":
         metrics.record_stream_ended(op[1], op[2], op[3], op[4])
         assert sid is not None
@@ -95,13 +99,24 @@ def apply(metrics: StreamingMetrics, clock: Clock, model: Model, op: tuple[Any, 
         metrics.forget_stream(op[1])
         assert sid is not None
         model.active.pop(sid, None)
-        model.gone_after.setdefault(sid, clock.now + LINGER)
+        if model.conns.get(sid, 0) > 0 and sid not in model.gone_after:
+            # Connected viewers keep their series until the last one leaves.
+            model.forgotten_with_viewers.add(sid)
+        else:
+            model.gone_after.setdefault(sid, clock.now + LINGER)
     elif kind == "connect":
         metrics.record_websocket_connection(op[1])
         assert sid is not None
         model.gone_after.pop(sid, None)
+        model.conns[sid] = model.conns.get(sid, 0) + 1
     elif kind == "disconnect":
         metrics.record_websocket_disconnection(op[1])
+        assert sid is not None
+        if model.conns.get(sid, 0) > 0:
+            model.conns[sid] -= 1
+            if model.conns[sid] == 0 and sid in model.forgotten_with_viewers:
+                model.forgotten_with_viewers.discard(sid)
+                model.gone_after.setdefault(sid, clock.now + LINGER)
     elif kind == "viewers":
         metrics.record_viewer_count_change(op[1], op[2], REGIONS[0])
         assert sid is not None
@@ -113,6 +128,10 @@ def apply(metrics: StreamingMetrics, clock: Clock, model: Model, op: tuple[Any, 
         metrics.record_rtmp_frame_latency(op[1], op[2])
     elif kind == "advance":
         clock.now += op[1]
+        for gone, deadline in model.gone_after.items():
+            if clock.now >= deadline:  # removed with its series: no viewer count survives
+                model.conns.pop(gone, None)
+                model.forgotten_with_viewers.discard(gone)
     elif kind == "bad_id":
         model.rejected += 1
         target = {
