@@ -365,10 +365,10 @@ class LocalStack:
             rtmp_listen="127.0.0.1",
             app=RTMP_APP,
             callback_base=f"http://127.0.0.1:{http}",
-            push_urls=tuple(
-                f"rtmp://127.0.0.1:{p.replica(i)[2]}/{RTMP_APP}"
-                for i in range(self.options.replicas)
-            ),
+            # One relay per stream = one owner (design section 3). With several replicas
+            # the callbacks go to the first and the relay to the last, so the on_publish
+            # authorization and the on_publish_done end cross replicas via the registry.
+            push_urls=(f"rtmp://127.0.0.1:{p.replica(self.options.replicas - 1)[2]}/{RTMP_APP}",),
             stat_port=p.nginx_stat,
             # Longer than the ingest timeout: a silent publisher must time out in the
             # service (counted), not be dropped by nginx first.

@@ -302,3 +302,147 @@ def nginx_runner() -> Callable[..., contextlib.AbstractContextManager[NginxProce
 def port_finder() -> Callable[[], int]:
     """A function returning a free loopback port."""
     return free_port
+
+
+# --- the whole service (app + ingest extension) on free ports ---------------------------
+
+SERVICE_SECRET = "service-test-secret"
+
+
+class ServiceUnderTest:
+    """The service app with the ingest extension, served by uvicorn in this process."""
+
+    def __init__(self, **changes: object) -> None:
+        import uuid
+
+        import uvicorn
+        from prometheus_client import CollectorRegistry
+
+        from nova_streaming.app import create_app
+        from nova_streaming.ingest import service_extension
+        from nova_streaming.ingest.extension import ingest_component
+        from nova_streaming.runner import uvicorn_config
+        from nova_streaming.settings import Settings
+        from streaming_metrics import StreamingMetrics
+
+        base: dict[str, object] = {
+            "region": "test-1",
+            "host": "127.0.0.1",
+            "metrics_host": "127.0.0.1",
+            "ingest_port": free_port(),
+            "publish_secret": SERVICE_SECRET,
+            "replica_id": f"ingest-test-{uuid.uuid4().hex[:8]}",
+            "ingest_timeout": 10.0,
+            "stream_grace": 5.0,
+            "presence_ttl": 2.0,
+            "viewer_update_interval": 0.2,
+        }
+        base.update(changes)
+        self.settings = Settings(**base)  # type: ignore[arg-type]
+        self.metrics = StreamingMetrics(CollectorRegistry(), regions=[self.settings.region])
+        self.app = create_app(
+            self.settings, metrics=self.metrics, extensions=[service_extension(self.settings)]
+        )
+        self.service = self.app.state.service
+        self.component = ingest_component(self.app)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = int(self.sock.getsockname()[1])
+        self.server = uvicorn.Server(uvicorn_config(self.app, self.settings, log_level="warning"))
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ingest_port(self) -> int:
+        return self.settings.ingest_port
+
+    def sample(self, name: str, **labels: str) -> float:
+        """A sample's value, 0 when absent."""
+        return self.metrics.registry.get_sample_value(name, labels) or 0.0
+
+    def errors(self, error_type: str) -> float:
+        return self.sample("nova_streaming_broadcast_errors_total", error_type=error_type)
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()
+                raise RuntimeError("service exited during start")
+            if time.monotonic() > deadline:
+                raise RuntimeError("service did not start")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+        self.sock.close()
+
+    async def post(self, path: str, body: str) -> int:
+        import httpx
+
+        async with httpx.AsyncClient(base_url=self.http, timeout=10) as client:
+            response = await client.post(
+                path, content=body, headers={"content-type": "application/x-www-form-urlencoded"}
+            )
+            return response.status_code
+
+    async def get_json(self, path: str) -> object:
+        import httpx
+
+        async with httpx.AsyncClient(base_url=self.http, timeout=10) as client:
+            return (await client.get(path)).json()
+
+
+@pytest.fixture
+async def make_service() -> AsyncIterator[Callable[..., Awaitable[ServiceUnderTest]]]:
+    """Start services with ``await make_service(**settings)``; all stopped at teardown."""
+    started: list[ServiceUnderTest] = []
+
+    async def factory(**changes: object) -> ServiceUnderTest:
+        service = ServiceUnderTest(**changes)
+        started.append(service)
+        await service.start()
+        return service
+
+    yield factory
+    for service in reversed(started):
+        await service.stop()
+
+
+@pytest.fixture
+def service_nginx(
+    tmp_path: Path,
+) -> Iterator[Callable[[ServiceUnderTest], NginxProcess]]:
+    """``service_nginx(service)``: nginx-rtmp calling back ``service`` and pushing to its
+    receiver (one push target), on free ports; stopped at teardown."""
+    from nova_streaming.ingest.nginx_conf import NginxRtmpConfig, write_nginx_config
+
+    stack = contextlib.ExitStack()
+
+    def start(service: ServiceUnderTest) -> NginxProcess:
+        prefix = tmp_path / f"nginx-{service.port}"
+        rtmp_port, stat_port = free_port(), free_port()
+        config = NginxRtmpConfig(
+            prefix=prefix,
+            rtmp_port=rtmp_port,
+            rtmp_listen="127.0.0.1",
+            stat_port=stat_port,
+            callback_base=service.http,
+            push_urls=(f"rtmp://127.0.0.1:{service.ingest_port}/live",),
+            push_reconnect="1s",
+            drop_idle_publisher="30s",
+        )
+        conf = write_nginx_config(config)
+        return stack.enter_context(run_nginx(prefix, conf, rtmp_port, stat_port))
+
+    with stack:
+        yield start
