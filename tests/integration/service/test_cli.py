@@ -81,12 +81,17 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(
     """`serve` answers /readyz on NOVA_PORT and /metrics on NOVA_METRICS_PORT; SIGTERM
     runs the whole shutdown (lifespan included), then the process ends by that signal
     (uvicorn re-raises it, so the exit status says "terminated")."""
-    port, metrics_port = free_ports(), free_ports()
+    port, metrics_port, ingest_port = free_ports(), free_ports(), free_ports()
     log = tmp_path / "serve.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
             [CLI, "serve", "--host=127.0.0.1", "--metrics-host=127.0.0.1", "--region=cli-test"],
-            env=clean_env(NOVA_PORT=str(port), NOVA_METRICS_PORT=str(metrics_port)),
+            env=clean_env(
+                NOVA_PORT=str(port),
+                NOVA_METRICS_PORT=str(metrics_port),
+                # serve also starts the RTMP receiver: never the default port in a test
+                NOVA_INGEST_PORT=str(ingest_port),
+            ),
             stdout=sink,
             stderr=sink,
         )
