@@ -33,6 +33,8 @@ from uuid import UUID
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from streaming_metrics import definitions as d
 from streaming_metrics._stream import StreamRecord
@@ -51,6 +53,8 @@ __all__ = ["StreamingMetrics"]
 logger = logging.getLogger("streaming_metrics")
 
 _INF: Final = math.inf
+# prometheus_client's float formatting (untyped there); both formats use it.
+_go_float: Final[Callable[[float], str]] = floatToGoString
 # Longest caller value quoted in a rejection log line: enough to recognise it, not
 # enough to flood the log or carry a payload.
 _LOG_VALUE_CHARS: Final = 80
@@ -674,26 +678,15 @@ class StreamingMetrics:
         )
         for region, count in regions:
             active.add_metric((region,), float(count))
-        connections = _gauge(d.WEBSOCKET_CONNECTIONS)
-        peaks = _gauge(d.PEAK_VIEWERS)
-        bitrates = _gauge(d.QUALITY_BITRATE_KBPS)
-        info = _gauge(d.STREAM_INFO)
-        for rec in records:
-            sid = rec.stream_id
-            connections.add_metric((sid,), float(rec.connections))
-            peak = rec.peak
-            if peak is not None:
-                peaks.add_metric((sid,), peak)
-            for quality, rate in rec.bitrates.items():
-                bitrates.add_metric((sid, quality), rate)
-            started = rec.info
-            if started is not None:
-                info.add_metric((sid, *started), 1.0)
         yield active
-        yield connections
-        yield peaks
-        yield bitrates
-        yield info
+        # One per-stream family at a time, held by no local name: the caller frees each
+        # one once it has encoded it. Freeing a family is one uninterruptible burst of
+        # deallocations (its samples); freeing all of them together at the end would
+        # hold the GIL several times as long and stall other threads (an event loop).
+        yield _connections(records)
+        yield _peaks(records)
+        yield _bitrates(records)
+        yield _infos(records)
         yield GaugeMetricFamily(
             d.TRACKED_STREAMS.name, d.TRACKED_STREAMS.help, value=float(tracked)
         )
@@ -725,6 +718,141 @@ class _StreamCollector(Collector):
         # Lets the registry know the names without collecting: duplicate detection and
         # name[] filtering (restricted_registry) both rely on it.
         return [_gauge(definition) for definition in self._DEFINITIONS]
+
+
+class _StreamFamily(Metric):
+    """A per-stream gauge family kept as columns: label values and sample values.
+
+    Strings and floats are not tracked by the garbage collector, so a scrape of 10k
+    streams allocates a handful of lists instead of one Sample (and labels dict) per
+    series, and the exposition can write the lines straight from the columns
+    (:meth:`exposition_lines`) instead of formatting Sample objects one by one: the
+    part of a render that holds the GIL shrinks by an order of magnitude, which is
+    what keeps a render thread from stalling an event loop (see
+    ``streaming_metrics._exposition``). ``samples`` still gives ordinary Sample
+    objects, built on first use, for everything else that reads the family
+    (``get_sample_value``, ``name[]`` filtering, prometheus_client's encoders).
+    """
+
+    def __init__(
+        self,
+        definition: d.MetricDefinition,
+        columns: tuple[list[str], ...],
+        values: list[float],
+    ) -> None:
+        super().__init__(definition.name, definition.help, "gauge")
+        self._labelnames = definition.labels
+        self._columns = columns
+        self._values = values
+        self._samples: list[Sample] | None = None
+
+    @property
+    def samples(self) -> list[Sample]:
+        if self._samples is None:
+            name, labelnames = self.name, self._labelnames
+            self._samples = [
+                Sample(name, dict(zip(labelnames, labels, strict=True)), value)
+                for labels, value in zip(
+                    zip(*self._columns, strict=True), self._values, strict=True
+                )
+            ]
+        return self._samples
+
+    @samples.setter
+    def samples(self, samples: list[Sample]) -> None:
+        # Metric.__init__ assigns an empty list: that means "not built yet" here.
+        self._samples = samples or None
+
+    def exposition_lines(self, rows_per_chunk: int = 1_000) -> Iterator[str] | None:
+        """The sample lines in chunks, as text 0.0.4 and OpenMetrics both write them.
+
+        Valid for the escaping schemes that leave legacy names untouched (underscores,
+        allow-utf-8): names and label names come from the definitions, so they are
+        legacy names, and label values are validated (UUIDs, ``LABEL_VALUE_PATTERN``),
+        so they need no escaping; None (use ``samples``) if one somehow would, or if
+        someone replaced ``samples``. Labels are in name order, values as
+        ``floatToGoString`` writes them. Chunks let the caller pause between them.
+        """
+        if self._samples is not None:
+            return None
+        for column in self._columns:
+            joined = "".join(column)
+            if "\\" in joined or '"' in joined or "\n" in joined:
+                return None
+        return self._line_chunks(max(1, rows_per_chunk))
+
+    def _line_chunks(self, size: int) -> Iterator[str]:
+        order = sorted(range(len(self._labelnames)), key=self._labelnames.__getitem__)
+        columns = [self._columns[i] for i in order]
+        keys = [self._labelnames[i] for i in order]
+        name, fmt, values = self.name, _go_float, self._values
+        for start in range(0, len(values), size):
+            stop = start + size
+            if len(columns) == 1:
+                key = keys[0]
+                yield "".join(
+                    [
+                        f'{name}{{{key}="{label}"}} {fmt(value)}\n'
+                        for label, value in zip(
+                            columns[0][start:stop], values[start:stop], strict=True
+                        )
+                    ]
+                )
+            else:
+                rows = zip(*[column[start:stop] for column in columns], strict=True)
+                yield "".join(
+                    [
+                        name
+                        + "{"
+                        + ",".join([f'{k}="{v}"' for k, v in zip(keys, labels, strict=True)])
+                        + f"}} {fmt(value)}\n"
+                        for labels, value in zip(rows, values[start:stop], strict=True)
+                    ]
+                )
+
+
+def _connections(records: list[StreamRecord]) -> _StreamFamily:
+    return _StreamFamily(
+        d.WEBSOCKET_CONNECTIONS,
+        ([rec.stream_id for rec in records],),
+        [float(rec.connections) for rec in records],
+    )
+
+
+def _peaks(records: list[StreamRecord]) -> _StreamFamily:
+    sids: list[str] = []
+    values: list[float] = []
+    for rec in records:
+        peak = rec.peak
+        if peak is not None:
+            sids.append(rec.stream_id)
+            values.append(peak)
+    return _StreamFamily(d.PEAK_VIEWERS, (sids,), values)
+
+
+def _bitrates(records: list[StreamRecord]) -> _StreamFamily:
+    sids: list[str] = []
+    qualities: list[str] = []
+    values: list[float] = []
+    for rec in records:
+        for quality, rate in rec.bitrates.items():
+            sids.append(rec.stream_id)
+            qualities.append(quality)
+            values.append(rate)
+    return _StreamFamily(d.QUALITY_BITRATE_KBPS, (sids, qualities), values)
+
+
+def _infos(records: list[StreamRecord]) -> _StreamFamily:
+    sids: list[str] = []
+    regions: list[str] = []
+    kinds: list[str] = []
+    for rec in records:
+        started = rec.info
+        if started is not None:
+            sids.append(rec.stream_id)
+            regions.append(started[0])
+            kinds.append(started[1])
+    return _StreamFamily(d.STREAM_INFO, (sids, regions, kinds), [1.0] * len(sids))
 
 
 def _gauge(definition: d.MetricDefinition) -> GaugeMetricFamily:

@@ -219,8 +219,9 @@ def start_metrics_server(
     ``registry`` None serves prometheus_client's default ``REGISTRY``; ``port`` 0 picks
     a free port (read it from ``.port``). IPv6 addresses work (``"::1"``, ``"::"``).
     With ``token``, /metrics needs ``Authorization: Bearer <token>``; /healthz stays
-    open. Raises ``OSError`` naming ``addr:port`` when it cannot listen (port in use),
-    ``ValueError`` for a bad port or token.
+    open. Renders pause automatic garbage collection while they run, as in
+    :func:`metrics_app`. Raises ``OSError`` naming ``addr:port`` when it cannot listen
+    (port in use), ``ValueError`` for a bad port or token.
 
     Example::
 
@@ -380,7 +381,10 @@ def metrics_app(
     """An ASGI3 app serving ``/metrics`` and ``/healthz`` for ``registry``.
 
     Rendering runs on a small dedicated thread pool, never on the event loop, so a big
-    scrape does not stall the viewers the loop serves. ``token`` as for
+    scrape does not stall the viewers the loop serves: while a render runs, automatic
+    garbage collection is paused (``gc.disable()``; turned back on when the last
+    render ends, left off if the application had turned it off) and the render hands
+    the GIL back every millisecond. ``token`` as for
     :func:`start_metrics_server`. Serve it alone (``uvicorn`` handles its lifespan) or
     inside an app, e.g. with Starlette::
 
