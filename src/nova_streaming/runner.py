@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 
 from nova_streaming.app import Extension, create_app
 from nova_streaming.settings import Settings
+from nova_streaming.viewers.endpoint import ViewerFastPath
 from streaming_metrics import StreamingMetrics, start_metrics_server
 
 __all__ = ["WS_MAX_MESSAGE_BYTES", "serve", "uvicorn_config"]
@@ -27,15 +28,28 @@ def uvicorn_config(
     app: Starlette, settings: Settings, *, log_level: str = "info"
 ) -> uvicorn.Config:
     """uvicorn settings for ``app``: sans-I/O websockets (keep-alive pings on timers,
-    no task per connection), pings and sizes from ``settings``, lifespan on."""
+    no task per connection), pings and sizes from ``settings``, lifespan on, viewer
+    WebSockets dispatched by :class:`~nova_streaming.viewers.endpoint.ViewerFastPath`.
+
+    Two choices keep an idle viewer cheap (about 10k per process is the target):
+    ``ws_per_message_deflate=False``: the server only sends JSON of under 200 bytes, and a
+    browser offers permessage-deflate on every connection, which would cost each viewer
+    a pair of zlib contexts for the life of the connection. ``proxy_headers=False``: the
+    peer address is used only by the nginx-rtmp callbacks' allow-list, which must judge
+    the real TCP peer, not an ``X-Forwarded-For`` header (and uvicorn's proxy middleware
+    adds a coroutine frame to every held connection).
+    """
     return uvicorn.Config(
-        app,
+        ViewerFastPath(app),
+        interface="asgi3",
         host=settings.host,
         port=settings.port,
         ws="websockets-sansio",
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,
         ws_max_size=WS_MAX_MESSAGE_BYTES,
+        ws_per_message_deflate=False,
+        proxy_headers=False,
         lifespan="on",
         log_level=log_level,
         access_log=False,

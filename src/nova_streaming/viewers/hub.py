@@ -41,7 +41,7 @@ CLOSE_POLICY = 1008
 
 
 class ViewerSocket(Protocol):
-    """What the hub needs from a WebSocket (Starlette's ``WebSocket`` fits)."""
+    """What the hub needs from a WebSocket (``AsgiViewerSocket``; Starlette's fits too)."""
 
     def send_text(self, data: str) -> Coroutine[Any, Any, None]:
         """Send one text frame."""
