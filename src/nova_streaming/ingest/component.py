@@ -129,6 +129,8 @@ class IngestComponent:
         self._dormant_types: dict[int, str] = {}
         # Streams this replica interrupted and that have not restarted or ended since.
         self._interrupted: set[str] = set()
+        # Per stream, renditions whose on_publish_done came while another still publishes.
+        self._finished: dict[str, set[str]] = {}
         # Streams that ended (anywhere): a later re-push of one is dormant.
         self._ended: OrderedDict[str, float] = OrderedDict()
         self._chains: dict[str, asyncio.Task[None]] = {}
@@ -163,6 +165,7 @@ class IngestComponent:
         self._error = service.metrics.record_broadcast_error
         if not self._listening:
             service.registry.add_end_listener(self._on_end)
+            service.registry.set_end_check(self._may_end)
             self._listening = True
         await self.start_receiver()
 
@@ -220,8 +223,9 @@ class IngestComponent:
 
     async def publish_done(self, stream_id: str, stream_name: str) -> bool:
         """``on_publish_done``: end the stream (queued after its pending start, if any);
-        True if this call ended it. Another rendition of the same stream still relayed
-        here keeps it going."""
+        True if this call ended it. The end is decided where the relays are (the owner,
+        through the registry's end check): another rendition of the same stream still
+        publishing there keeps it going, wherever nginx's callback landed."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
         def settle(value: bool) -> None:
@@ -229,17 +233,10 @@ class IngestComponent:
                 future.set_result(value)
 
         async def step() -> None:
-            others = [
-                s
-                for s in self._sessions.values()
-                if s.stream_id == stream_id and s.stream_name != stream_name
-            ]
-            if others:
-                log.info("ingest: %s done; %d rendition(s) continue", stream_name, len(others))
-                settle(False)
-                return
             try:
-                ended = await self.registry.end(stream_id, reason=REASON_PUBLISH_DONE)
+                ended = await self.registry.end(
+                    stream_id, reason=REASON_PUBLISH_DONE, source=stream_name
+                )
             except BaseException:
                 settle(False)  # the step is retried (backend down); the caller moves on
                 raise
@@ -252,10 +249,34 @@ class IngestComponent:
         except TimeoutError:
             return False
 
+    def finished_renditions(self, stream_id: str) -> frozenset[str]:
+        """Stream names of ``stream_id`` whose on_publish_done reached this replica (the
+        owner) while another rendition kept the stream going."""
+        return frozenset(self._finished.get(stream_id, ()))
+
+    def _may_end(self, stream_id: str, source: str) -> bool:
+        """The registry's end check: ``source`` (a stream name) finished; the stream
+        ends unless another rendition still publishes here and has not finished too."""
+        finished = self._finished.setdefault(stream_id, set())
+        finished.add(source)
+        live = {
+            s.stream_name
+            for s in self._sessions.values()
+            if s.stream_id == stream_id and s.stream_name not in finished
+        }
+        if live:
+            log.info("ingest: %s done; %s continue(s)", source, ", ".join(sorted(live)))
+            return False
+        self._finished.pop(stream_id, None)
+        return True
+
     # --- IngestSink -------------------------------------------------------------------
 
     def on_publish_start(self, session: IngestSession) -> bool | None:
         """Accept provisionally; the admission runs as the stream's next step."""
+        finished = self._finished.get(session.stream_id)
+        if finished is not None:
+            finished.discard(session.stream_name)  # that rendition publishes again
         self._sessions[session.connection_id] = session
         self._enqueue(session.stream_id, lambda: self._admit(session), "admit")
         return None
@@ -352,7 +373,10 @@ class IngestComponent:
             return  # never started (refused, dormant, or stopped before admission)
         self._started.discard(key)
         if any(s.stream_id == sid and k in self._started for k, s in self._sessions.items()):
-            return  # another relay of the stream (a rendition) still publishes here
+            # Another rendition still publishes here: the stream goes on, and this
+            # rendition's bitrate gauge says that it carries nothing now.
+            self.metrics.record_quality_bitrate(sid, session.quality, 0.0)
+            return
         if reason is StopReason.TIMEOUT:
             await self.registry.end(sid, reason=TIMEOUT)
             self._remember_ended(sid)
@@ -376,6 +400,7 @@ class IngestComponent:
 
     def _on_end(self, ended: StreamEnded) -> None:
         sid = ended.stream_id
+        self._finished.pop(sid, None)
         self._remember_ended(sid)
         if sid in self._interrupted:
             self._interrupted.discard(sid)

@@ -32,11 +32,13 @@ from nova_streaming.settings import Settings
 from streaming_metrics import StreamingMetrics
 from streaming_metrics.definitions import LABEL_VALUE_PATTERN
 
-__all__ = ["EndListener", "StreamRegistry"]
+__all__ = ["EndCheck", "EndListener", "StreamRegistry"]
 
 log = logging.getLogger(__name__)
 
 EndListener = Callable[[StreamEnded], None]
+EndCheck = Callable[[str, str], bool]
+"""``check(stream_id, source) -> bool``: may an end asked for by ``source`` go ahead?"""
 
 # Reasons the registry itself gives to ends it decides.
 REASON_OWNER_LOST = "owner_lost"
@@ -78,7 +80,9 @@ class StreamRegistry:
         self._known: dict[str, StreamRecord] = {}
         self._ended_gen: OrderedDict[str, int] = OrderedDict()
         self._listeners: list[EndListener] = []
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        # Routed ends waiting for the owner: (source, future of "it ended").
+        self._waiters: dict[str, list[tuple[str | None, asyncio.Future[bool]]]] = {}
+        self._end_check: EndCheck | None = None
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._interest: Callable[[], Iterable[str]] = tuple
@@ -88,6 +92,11 @@ class StreamRegistry:
         # mistake them for streams another replica ended.
         self._ending: set[str] = set()
         self._unknown_since: dict[str, float] = {}
+        # Ended streams the maintenance check saw before their "ended" event: delivered
+        # ("gone") only if the event has not come by the next round; a late event for
+        # one delivered that way is not delivered again.
+        self._ended_seen: set[str] = set()
+        self._delivered_gone: OrderedDict[str, None] = OrderedDict()
         store.add_event_handler(self._on_message)
 
     # --- lifecycle ---
@@ -118,6 +127,13 @@ class StreamRegistry:
         """Call ``listener(StreamEnded)`` once per ended stream on this replica."""
         self._listeners.append(listener)
 
+    def set_end_check(self, check: EndCheck | None) -> None:
+        """Consult ``check(stream_id, source)`` before an end that names its ``source``
+        (see :meth:`end`), on the replica that carries the end out (the owner when it
+        answers); False keeps the stream going. The ingest uses it for renditions:
+        ``<uuid>_720p`` finishing while ``<uuid>_1080p`` still publishes."""
+        self._end_check = check
+
     def set_interest(self, provider: Callable[[], Iterable[str]]) -> None:
         """Streams this replica needs to hear about (the hub's streams with viewers);
         checked every sync so that an end missed during an outage is still seen."""
@@ -144,6 +160,7 @@ class StreamRegistry:
         record, previous = await self._store.claim(sid, where, kind, self._me, self._wall())
         self._known[sid] = record
         self._ended_gen.pop(sid, None)
+        self._delivered_gone.pop(sid, None)
         timer = self._timers.pop(sid, None)
         if timer is not None:
             timer.cancel()
@@ -160,37 +177,58 @@ class StreamRegistry:
                 )
         return record
 
-    async def end(self, stream_id: str, reason: str | None = None) -> bool:
+    async def end(
+        self, stream_id: str, reason: str | None = None, *, source: str | None = None
+    ) -> bool:
         """End ``stream_id`` exactly once cluster-wide; True if this call ended it.
 
         When another live replica owns the stream the end is routed to it (so its
         ``active_streams`` gauge goes down there); if it does not answer within the
         route timeout, this replica ends it itself. Ending an unknown stream is False.
+        With ``source`` (what asked, e.g. the rendition whose publish is done), the
+        replica carrying the end out consults its end check first
+        (:meth:`set_end_check`); a declined end is False and the stream goes on.
         """
         sid = normalize_stream_id(stream_id)
         record = await self._store.get(sid)
         if record is None:
             return False
         if record.owner != self._me and await self._store.owner_alive(record.owner):
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.setdefault(sid, []).append(future)
+            future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            waiter = (source, future)
+            self._waiters.setdefault(sid, []).append(waiter)
             try:
                 await self._store.publish(
                     RegistryEvent(
-                        "end_request", sid, origin=self._me, target=record.owner, reason=reason
+                        "end_request",
+                        sid,
+                        origin=self._me,
+                        target=record.owner,
+                        reason=reason,
+                        source=source,
                     ).encode()
                 )
-                await asyncio.wait_for(asyncio.shield(future), timeout=self._route_timeout)
-                return True
+                return await asyncio.wait_for(asyncio.shield(future), timeout=self._route_timeout)
             except TimeoutError:
                 log.warning("registry: owner %s did not end %s; ending here", record.owner, sid)
             finally:
                 waiters = self._waiters.get(sid, [])
-                if future in waiters:
-                    waiters.remove(future)
+                if waiter in waiters:
+                    waiters.remove(waiter)
                 if not waiters:
                     self._waiters.pop(sid, None)
+        if not self._may_end(sid, source):
+            return False
         return await self._end_here(sid, reason)
+
+    def _may_end(self, sid: str, source: str | None) -> bool:
+        if source is None or self._end_check is None:
+            return True
+        try:
+            return self._end_check(sid, source)
+        except Exception:
+            log.exception("registry: end check failed; ending %s", sid)
+            return True
 
     async def interrupt(
         self, stream_id: str, grace_seconds: float, reason: str = "interrupted"
@@ -339,9 +377,9 @@ class StreamRegistry:
                 listener(ended)
             except Exception:
                 log.exception("registry: end listener failed")
-        for future in self._waiters.pop(sid, []):
+        for _source, future in self._waiters.pop(sid, []):
             if not future.done():
-                future.set_result(None)
+                future.set_result(True)
 
     def _gone(self, ended: StreamEnded) -> None:
         """Another replica ended the stream (or it vanished): release it here."""
@@ -361,9 +399,17 @@ class StreamRegistry:
             return
         sid = event.stream_id
         if event.kind == "ended":
+            self._ended_seen.discard(sid)
+            if sid in self._delivered_gone:
+                del self._delivered_gone[sid]  # the maintenance check delivered it already
+                return
             self._gone(StreamEnded(sid, event.reason, event.final_viewers, event.duration_seconds))
         elif event.kind == "end_request" and event.target == self._me:
-            self._spawn(self._end_requested(sid, event.reason))
+            self._spawn(self._end_requested(sid, event.reason, event.source, event.origin))
+        elif event.kind == "end_declined" and event.target == self._me:
+            for source, future in self._waiters.get(sid, []):
+                if source == event.source and not future.done():
+                    future.set_result(False)
         elif event.kind == "takeover" and event.target == self._me and sid in self._owned:
             self._owned.pop(sid, None)
             self._presence.unwatch(sid)
@@ -374,8 +420,17 @@ class StreamRegistry:
             self._metrics.forget_stream(sid)
             log.info("registry: stream %s taken over by %s", sid, event.origin)
 
-    async def _end_requested(self, sid: str, reason: str | None) -> None:
+    async def _end_requested(
+        self, sid: str, reason: str | None, source: str | None, origin: str
+    ) -> None:
         try:
+            if not self._may_end(sid, source):
+                await self._store.publish(
+                    RegistryEvent(
+                        "end_declined", sid, origin=self._me, target=origin, source=source
+                    ).encode()
+                )
+                return
             await self._end_here(sid, reason)
         except PresenceUnavailable:
             log.warning("registry: could not end %s on request", sid)
@@ -424,6 +479,7 @@ class StreamRegistry:
         watched = (set(self._interest()) | set(self._owned)) - self._ending
         for sid in [s for s in self._unknown_since if s not in watched]:
             del self._unknown_since[sid]
+        self._ended_seen &= watched
         if not watched:
             return
         now = time.monotonic()
@@ -434,6 +490,16 @@ class StreamRegistry:
                 self._unknown_since.pop(sid, None)
             elif state == "ended":
                 self._unknown_since.pop(sid, None)
+                if sid in self._ended_gen and sid not in self._known and sid not in self._owned:
+                    continue  # its end was delivered here already
+                if sid not in self._ended_seen:
+                    # The "ended" event (with the real reason) is normally on its way.
+                    self._ended_seen.add(sid)
+                    continue
+                self._ended_seen.discard(sid)
+                self._delivered_gone[sid] = None
+                while len(self._delivered_gone) > _ENDED_MEMORY:
+                    self._delivered_gone.popitem(last=False)
                 self._gone(StreamEnded(sid, REASON_GONE, self._presence.global_count(sid), 0.0))
             elif sid in self._owned:
                 # The backend lost the record (Redis restarted without persistence):

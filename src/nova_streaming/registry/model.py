@@ -103,13 +103,15 @@ class StreamEnded:
 class RegistryEvent:
     """A message between replicas on the events channel."""
 
-    kind: str  # "ended", "end_request" or "takeover"
+    kind: str  # "ended", "end_request", "end_declined" or "takeover"
     stream_id: str
     origin: str
     target: str | None = None
     reason: str | None = None
     final_viewers: int = 0
     duration_seconds: float = 0.0
+    # What asked for the end (a rendition's stream name): the owner's end check judges it.
+    source: str | None = None
 
     def encode(self) -> str:
         """JSON text for the wire."""
@@ -128,6 +130,7 @@ class RegistryEvent:
                 reason=None if data.get("reason") is None else str(data["reason"]),
                 final_viewers=int(data.get("final_viewers", 0)),
                 duration_seconds=float(data.get("duration_seconds", 0.0)),
+                source=None if data.get("source") is None else str(data["source"]),
             )
         except (ValueError, KeyError, TypeError):
             return None

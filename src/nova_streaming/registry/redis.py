@@ -289,6 +289,8 @@ class RedisStore:
                 self._engine.heartbeat_key(""),
                 repr(now),
                 repr(grace),
+                self._engine.key("ended", ""),
+                self._tombstone_ms,
             ],
         )
         return [_record(str(out[i]), out[i + 1]) for i in range(0, len(out) - 1, 2)]

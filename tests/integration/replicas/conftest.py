@@ -1,0 +1,297 @@
+"""Fixtures for the multi-replica tests: service replicas with the ingest wired in, all
+sharing one Redis, in this process (each with its own StreamingMetrics on a fresh
+CollectorRegistry) or as ``nova-streaming serve`` subprocesses (to SIGKILL or SIGSTOP).
+
+Redis, the crafted RTMP publisher and nginx come from the sibling conftests: under
+``--import-mode=importlib`` a conftest is not importable by name, so the two files are
+loaded by path and their fixtures re-exported here (one implementation of each).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from nova_streaming.app import create_app
+from nova_streaming.ingest import service_extension
+from nova_streaming.ingest.extension import ingest_component
+from nova_streaming.ingest.nginx_conf import NginxRtmpConfig, write_nginx_config
+from nova_streaming.runner import uvicorn_config
+from nova_streaming.settings import Settings
+from streaming_metrics import StreamingMetrics
+
+_HERE = Path(__file__).resolve().parent
+
+
+def _sibling(name: str) -> ModuleType:
+    path = _HERE.parent / name / "conftest.py"
+    spec = importlib.util.spec_from_file_location(f"_nova_replicas_{name}_conftest", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+_service = _sibling("service")
+_ingest = _sibling("ingest")
+
+# Re-exported fixtures and helpers (see the module docstring).
+redis_server = _service.redis_server
+publishers = _ingest.publishers
+RedisServer = _service.RedisServer
+RtmpPublisher = _ingest.RtmpPublisher
+run_nginx = _ingest.run_nginx
+free_port: Callable[[], int] = _service.free_port
+
+SECRET = "replicas-test-secret"
+REGION = "test-1"
+VENV_BIN = Path(sys.executable).parent
+# Short timings: a dead replica's heartbeat expires in TTL, its streams are reaped
+# `stream_grace` later; the sync interval is min(1, TTL/4).
+TTL = 1.2
+GRACE = 1.0
+
+
+def settings_for(redis_url: str, **changes: Any) -> Settings:
+    """Replica settings on Redis with short timings and free ports."""
+    base: dict[str, Any] = {
+        "region": REGION,
+        "presence": "redis",
+        "redis_url": redis_url,
+        "host": "127.0.0.1",
+        "metrics_host": "127.0.0.1",
+        "ingest_port": free_port(),
+        "publish_secret": SECRET,
+        "replica_id": f"replica-{uuid.uuid4().hex[:8]}",
+        "presence_ttl": TTL,
+        "stream_grace": GRACE,
+        "ingest_timeout": 10.0,
+        "viewer_update_interval": 0.2,
+        "ws_ping_interval": 5.0,
+        "ws_ping_timeout": 5.0,
+    }
+    base.update(changes)
+    return Settings(**base)
+
+
+class Replica:
+    """One replica (app + ingest extension) served by uvicorn in this process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = StreamingMetrics(CollectorRegistry(), regions=[settings.region])
+        self.app = create_app(
+            settings, metrics=self.metrics, extensions=[service_extension(settings)]
+        )
+        self.service = self.app.state.service
+        self.registry = self.service.registry
+        self.component = ingest_component(self.app)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = int(self.sock.getsockname()[1])
+        self.server = uvicorn.Server(uvicorn_config(self.app, settings, log_level="warning"))
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ingest_port(self) -> int:
+        return self.settings.ingest_port
+
+    def ws(self, stream_id: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/streams/{stream_id}"
+
+    def sample(self, name: str, **labels: str) -> float | None:
+        return self.metrics.registry.get_sample_value(name, labels)
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()
+                raise RuntimeError("replica exited during start")
+            if time.monotonic() > deadline:
+                raise RuntimeError("replica did not start")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+        self.sock.close()
+
+
+class ReplicaProcess:
+    """``nova-streaming serve`` (ingest included) as a subprocess on free ports."""
+
+    def __init__(self, redis_url: str, *, replica_id: str, stream_grace: float = GRACE) -> None:
+        self.replica_id = replica_id
+        self.port, self.metrics_port, self.ingest_port = free_port(), free_port(), free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NOVA_")}
+        self.proc = subprocess.Popen(
+            [
+                str(VENV_BIN / "nova-streaming"),
+                "serve",
+                "--presence=redis",
+                f"--redis-url={redis_url}",
+                "--host=127.0.0.1",
+                f"--port={self.port}",
+                "--metrics-host=127.0.0.1",
+                f"--metrics-port={self.metrics_port}",
+                f"--ingest-port={self.ingest_port}",
+                f"--region={REGION}",
+                f"--publish-secret={SECRET}",
+                f"--presence-ttl={TTL}",
+                f"--stream-grace={stream_grace}",
+                "--viewer-update-interval=0.2",
+                f"--replica-id={replica_id}",
+                "--log-level=warning",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def ready(self) -> None:
+        deadline = time.monotonic() + 20
+        async with httpx.AsyncClient(timeout=1) as client:
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"replica {self.replica_id} exited: {self.proc.returncode}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(self.http + "/readyz")).status_code == 200:
+                        return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"replica {self.replica_id} not ready")
+                await asyncio.sleep(0.05)
+
+    async def scrape(self) -> str:
+        """The replica's /metrics text."""
+        async with httpx.AsyncClient(timeout=5) as client:
+            response = await client.get(f"http://127.0.0.1:{self.metrics_port}/metrics")
+        response.raise_for_status()
+        return response.text
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            # A SIGSTOPped process must be continued to act on SIGTERM.
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+class Cluster:
+    """Everything a multi-replica test starts, on one Redis; stopped at teardown."""
+
+    secret = SECRET
+    ttl = TTL
+    grace = GRACE
+
+    def __init__(
+        self,
+        redis: Any,
+        publishers: Callable[[int], Awaitable[Any]],
+        stack: contextlib.ExitStack,
+        tmp_path: Path,
+    ) -> None:
+        self.redis = redis
+        self.replicas: list[Replica] = []
+        self.processes: list[ReplicaProcess] = []
+        self._publishers = publishers
+        self._stack = stack
+        self._tmp = tmp_path
+
+    async def replica(self, **changes: Any) -> Replica:
+        """An in-process replica (settings overridable), started."""
+        replica = Replica(settings_for(self.redis.url, **changes))
+        self.replicas.append(replica)
+        await replica.start()
+        return replica
+
+    async def process(self, replica_id: str, **kwargs: Any) -> ReplicaProcess:
+        """A ``nova-streaming serve`` subprocess replica, ready."""
+        proc = ReplicaProcess(self.redis.url, replica_id=replica_id, **kwargs)
+        self.processes.append(proc)
+        await proc.ready()
+        return proc
+
+    async def publisher(self, port: int) -> Any:
+        """A crafted RTMP publisher connected to ``port`` (closed at teardown)."""
+        return await self._publishers(port)
+
+    def nginx(self, callback_base: str, push_port: int) -> Any:
+        """nginx-rtmp calling back ``callback_base`` and pushing to ``push_port``."""
+        prefix = self._tmp / f"nginx-{push_port}"
+        rtmp_port, stat_port = free_port(), free_port()
+        config = NginxRtmpConfig(
+            prefix=prefix,
+            rtmp_port=rtmp_port,
+            rtmp_listen="127.0.0.1",
+            stat_port=stat_port,
+            callback_base=callback_base,
+            push_urls=(f"rtmp://127.0.0.1:{push_port}/live",),
+            push_reconnect="1s",
+            drop_idle_publisher="30s",
+        )
+        conf = write_nginx_config(config)
+        return self._stack.enter_context(run_nginx(prefix, conf, rtmp_port, stat_port))
+
+    async def close(self) -> None:
+        self._stack.close()
+        for replica in reversed(self.replicas):
+            await replica.stop()
+        for proc in self.processes:
+            proc.kill()
+
+
+@pytest.fixture
+async def cluster(
+    redis_server: Any, publishers: Callable[[int], Awaitable[Any]], tmp_path: Path
+) -> AsyncIterator[Cluster]:
+    """Replicas (in-process and subprocess), nginx and publishers on one fresh Redis."""
+    stack = contextlib.ExitStack()
+    cluster = Cluster(redis_server, publishers, stack, tmp_path)
+    try:
+        yield cluster
+    finally:
+        await cluster.close()
