@@ -124,7 +124,7 @@ async def test_two_replicas_share_counts_and_export_by_role(
 
 @contextlib.contextmanager
 def subprocess_replica(
-    redis_url: str, ports: tuple[int, int], replica_id: str
+    redis_url: str, ports: tuple[int, int, int], replica_id: str
 ) -> Iterator[subprocess.Popen[bytes]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOVA_")}
     proc = subprocess.Popen(
@@ -137,6 +137,8 @@ def subprocess_replica(
             f"--port={ports[0]}",
             "--metrics-host=127.0.0.1",
             f"--metrics-port={ports[1]}",
+            # serve also starts the RTMP receiver: never its default port in a test
+            f"--ingest-port={ports[2]}",
             "--region=test-1",
             "--presence-ttl=1.6",
             "--viewer-update-interval=0.2",
@@ -181,8 +183,8 @@ async def test_killed_replica_viewers_leave_the_global_count(
     owner = await replicas(**redis_engine)
     sid = new_stream_id()
     await owner.service.registry.start(sid, "test-1", "live")
-    port, metrics_port = free_ports(), free_ports()
-    with subprocess_replica(redis_server.url, (port, metrics_port), "doomed") as proc:
+    port, metrics_port, ingest_port = free_ports(), free_ports(), free_ports()
+    with subprocess_replica(redis_server.url, (port, metrics_port, ingest_port), "doomed") as proc:
         await wait_http(f"http://127.0.0.1:{port}/readyz", wait)
         remote = [await connect(f"ws://127.0.0.1:{port}/ws/streams/{sid}") for _ in range(4)]
         local = await connect(owner.ws(sid))
