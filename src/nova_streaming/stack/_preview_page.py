@@ -26,7 +26,9 @@ PAGE = r"""<!doctype html>
   .legend { display:flex; flex-wrap:wrap; gap:4px 12px; font-size:11px; margin-top:4px; }
   .legend span.sw { display:inline-block; width:10px; height:10px; margin-right:4px; vertical-align:middle; }
   .stat { display:flex; align-items:center; justify-content:center; height:170px; border-radius:3px;
-          font-size:64px; font-weight:600; color:#fff; }
+          font-size:64px; font-weight:600; color:#fff; position:relative; overflow:hidden; }
+  .stat .spark { position:absolute; left:0; bottom:0; width:100%; height:60%; }
+  .stat .stat-value { position:relative; }
   svg text { fill:#9fa1a6; font-size:10px; }
   #alerts-wrap { padding:0 20px 20px; }
   #alerts-wrap h2 { font-size:15px; color:#fff; }
@@ -88,10 +90,23 @@ function fmt(v, unit) {
   else if (a >= 1) s = v.toFixed(2);
   else if (a === 0) s = "0";
   else s = v.toPrecision(2);
+  return withUnit(s, unit);
+}
+function withUnit(s, unit) {
   if (!unit || unit === "short" || unit === "none") return s;
   if (unit.startsWith("suffix:")) return s + " " + unit.slice(7).trim();
   if (unit.startsWith("prefix:")) return unit.slice(7).trim() + s;
   return s + " " + unit;
+}
+// Axis ticks share the step's decimals: 0 0.5 1 1.5, 0 0.005 0.01 (not 0.50, 0.0050).
+function fmtTick(v, step, unit) {
+  if (unit === "percentunit") return fmt(v, unit);
+  let d = 0;
+  while (d < 8 && Math.abs(Math.round(step * 10 ** d) - step * 10 ** d) > 1e-6) d++;
+  const a = Math.abs(v);
+  const s = a >= 1e6 ? (v / 1e6).toFixed(Math.max(0, d - 6)) + "M"
+          : a >= 1e4 ? (v / 1e3).toFixed(Math.max(0, d - 3)) + "k" : v.toFixed(d);
+  return withUnit(s, unit);
 }
 function thresholdColour(panel, v) {
   let c = "green";
@@ -104,25 +119,44 @@ function lastValue(points) {
   for (let i = points.length - 1; i >= 0; i--) if (points[i][1] !== null) return points[i][1];
   return null;
 }
-function niceMax(v) {
-  if (!(v > 0)) return 1;
-  const p = Math.pow(10, Math.floor(Math.log10(v)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
-  return 10 * p;
+// Round axis steps (1, 2, 2.5, 5 x 10^k), as Grafana picks them: a count from 0 to 4
+// gets ticks 0 1 2 3 4 5, never 1.25 or 3.75.
+function niceScale(v) {
+  if (!(v > 0)) return { max: 1, step: 0.25 };
+  const raw = v / 5, p = Math.pow(10, Math.floor(Math.log10(raw)));
+  let step = 10 * p;
+  for (const m of [1, 2, 2.5, 5, 10]) if (raw <= m * p) { step = m * p; break; }
+  return { max: Math.ceil(v / step - 1e-9) * step, step };
 }
 function timeLabel(t) {
   return new Date(t * 1000).toTimeString().slice(0, 8);
 }
 
-function axes(svg, geo, data, yMax, unit) {
-  for (let i = 0; i <= 4; i++) {
-    const v = yMax * i / 4, y = geo.y(v);
+// A threshold line close above the data (within 3x) stays on the chart, so the distance to
+// it shows (latency 60 ms vs the 100 ms line); a far one (1000 streams) would flatten it.
+function withThresholds(panel, max) {
+  let top = max;
+  if (panel.threshold_style === "off") return top;
+  for (const step of panel.thresholds) {
+    if (step.value !== null && step.value > top && step.value <= 3 * max) top = step.value;
+  }
+  return top;
+}
+function axes(svg, geo, data, scale, unit, label) {
+  const yMax = scale.max;
+  for (let i = 0; i * scale.step <= yMax + 1e-9; i++) {
+    const v = i * scale.step, y = geo.y(v);
     svg.appendChild(el("svg:line", { x1: geo.left, x2: geo.right, y1: y, y2: y,
       stroke: "#2c3235" }));
     // Axis ticks carry the number (and a short unit); a "suffix:" unit is in the legend.
     const tickUnit = unit && unit.startsWith("suffix:") ? "short" : unit;
     svg.appendChild(el("svg:text", { x: geo.left - 4, y: y + 3, "text-anchor": "end" },
-      fmt(v, tickUnit)));
+      fmtTick(v, scale.step, tickUnit)));
+  }
+  if (label) {
+    const mid = (geo.top + geo.bottom) / 2;
+    svg.appendChild(el("svg:text", { x: 10, y: mid, "text-anchor": "middle", class: "axis-label",
+      transform: `rotate(-90 10 ${mid})` }, label));
   }
   for (let i = 0; i <= 4; i++) {
     const t = data.start + (data.end - data.start) * i / 4;
@@ -131,7 +165,7 @@ function axes(svg, geo, data, yMax, unit) {
   }
 }
 function geometry(data, yMax) {
-  const W = 640, H = 230, left = 62, right = W - 10, top = 8, bottom = H - 22;
+  const W = 640, H = 230, left = 66, right = W - 10, top = 8, bottom = H - 22;
   return { W, H, left, right, top, bottom,
     x: (t) => left + (right - left) * (t - data.start) / Math.max(1, data.end - data.start),
     y: (v) => bottom - (bottom - top) * v / yMax };
@@ -149,10 +183,10 @@ function thresholdLines(svg, geo, panel, yMax) {
 function drawLines(box, panel, data) {
   let max = 0;
   for (const s of data.series) for (const p of s.points) if (p[1] !== null) max = Math.max(max, p[1]);
-  const yMax = niceMax(max * 1.1);
+  const scale = niceScale(withThresholds(panel, max) * 1.05), yMax = scale.max;
   const geo = geometry(data, yMax);
   const svg = el("svg:svg", { viewBox: `0 0 ${geo.W} ${geo.H}`, width: "100%" });
-  axes(svg, geo, data, yMax, panel.unit);
+  axes(svg, geo, data, scale, panel.unit, panel.axis_label);
   data.series.forEach((s, i) => {
     let d = "", pen = false;
     for (const [t, v] of s.points) {
@@ -182,10 +216,10 @@ function drawBars(box, panel, data, stacked) {
     at.forEach((m) => { const v = m.get(t); if (v !== null && v !== undefined) sum = stacked ? sum + v : Math.max(sum, v); });
     max = Math.max(max, sum);
   }
-  const yMax = niceMax(max * 1.1);
+  const scale = niceScale(withThresholds(panel, max) * 1.05), yMax = scale.max;
   const geo = geometry(data, yMax);
   const svg = el("svg:svg", { viewBox: `0 0 ${geo.W} ${geo.H}`, width: "100%" });
-  axes(svg, geo, data, yMax, panel.unit);
+  axes(svg, geo, data, scale, panel.unit, panel.axis_label);
   const bw = Math.max(1, (geo.x(data.start + data.step) - geo.x(data.start)) * 0.8);
   for (const t of times) {
     let base = 0;
@@ -232,11 +266,30 @@ function drawPie(box, panel, data) {
   box.appendChild(svg);
 }
 
+// Grafana's stat graphMode "area": the summed series as a faint area behind the number.
+function sparkline(div, data) {
+  const sums = new Map();
+  for (const s of data.series) for (const [t, v] of s.points) {
+    if (v !== null) sums.set(t, (sums.get(t) || 0) + v);
+  }
+  const points = [...sums.entries()].sort((a, b) => a[0] - b[0]);
+  if (points.length < 2) return;
+  const max = Math.max(...points.map((p) => p[1])) || 1;
+  const W = 600, H = 100, t0 = data.start, span = Math.max(1, data.end - data.start);
+  let d = `M${(W * (points[0][0] - t0) / span).toFixed(1)},${H}`;
+  for (const [t, v] of points) d += `L${(W * (t - t0) / span).toFixed(1)},${(H - H * 0.9 * v / max).toFixed(1)}`;
+  d += `L${(W * (points[points.length - 1][0] - t0) / span).toFixed(1)},${H}Z`;
+  const svg = el("svg:svg", { class: "spark", viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none" });
+  svg.appendChild(el("svg:path", { d, fill: "rgba(255,255,255,0.18)", stroke: "rgba(255,255,255,0.45)" }));
+  div.appendChild(svg);
+}
 function drawStat(box, panel, data, node) {
   const values = data.series.map((s) => lastValue(s.points)).filter((v) => v !== null);
   const v = values.length ? values.reduce((a, b) => a + b, 0) : null;
   const bg = v === null ? "#2c3235" : thresholdColour(panel, v);
-  const div = el("div", { class: "stat", style: `background:${bg}` }, fmt(v, panel.unit));
+  const div = el("div", { class: "stat", style: `background:${bg}` });
+  if (panel.graph_mode === "area") sparkline(div, data);
+  div.appendChild(el("span", { class: "stat-value" }, fmt(v, panel.unit)));
   node.dataset.lastValue = v === null ? "" : String(v);
   node.dataset.thresholdColor = bg;
   box.appendChild(div);

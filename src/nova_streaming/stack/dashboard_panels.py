@@ -46,7 +46,8 @@ class Panel:
 
     ``kind`` is the chart Grafana draws: ``lines``, ``stacked-bars``, ``bars``, ``pie``
     or ``stat``; ``threshold_style`` is Grafana's ``thresholdsStyle.mode`` (``off``,
-    ``line``, ``area``...).
+    ``line``, ``area``...); ``axis_label`` the y axis title; ``graph_mode`` a stat's
+    sparkline (``area``) or none.
     """
 
     index: int
@@ -58,6 +59,8 @@ class Panel:
     threshold_style: str
     targets: tuple[Target, ...]
     description: str = ""
+    axis_label: str = ""
+    graph_mode: str = "none"
 
     def as_json(self) -> dict[str, Any]:
         """The panel as JSON-ready data."""
@@ -120,6 +123,8 @@ def _panel(index: int, raw: Mapping[str, Any]) -> Panel:
         threshold_style=str((custom.get("thresholdsStyle") or {}).get("mode", "off")),
         targets=targets,
         description=str(raw.get("description") or ""),
+        axis_label=str(custom.get("axisLabel") or ""),
+        graph_mode=str((raw.get("options") or {}).get("graphMode") or "none"),
     )
 
 

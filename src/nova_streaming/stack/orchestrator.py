@@ -294,7 +294,7 @@ class LocalStack:
         if isinstance(pid, int) and ticks is not None and start_ticks(pid) == ticks:
             raise StackError(
                 f"stack: a stack (pid {pid}) already runs from {self.run_dir}; stop it with "
-                f"`nova-streaming stack down --run-dir {self.options.run_dir}`"
+                f"`{cli_command(self.options.python)} stack down --run-dir {self.options.run_dir}`"
             )
 
     def _fresh_run_dir(self) -> None:
@@ -527,6 +527,10 @@ class LocalStack:
         urls = self.urls()
         command, stream_id = paste_command(self.rtmp_base, self.secret)
         http = self.options.ports.replica(0)[0]
+        cli = cli_command(self.options.python)
+        run_dir_flag = (
+            "" if self.options.run_dir == Path("run") else f" --run-dir {self.options.run_dir}"
+        )
         lines = [
             "",
             f"Nova stack is up (scenario {self.options.scenario}"
@@ -555,11 +559,11 @@ class LocalStack:
             f"  ws://127.0.0.1:{http}/ws/streams/{stream_id}",
             "",
             "Check the Integration Checklist:",
-            f"  nova-streaming verify --prometheus {urls['prometheus']} "
+            f"  {cli} verify --prometheus {urls['prometheus']} "
             f"--alertmanager {urls['alertmanager']} --receiver {urls['receiver']} "
             f"--scenario {self.options.scenario} --replicas {self.options.replicas} --wait 600",
             "",
-            "Ctrl-C (or `nova-streaming stack down` from another shell) stops everything.",
+            f"Ctrl-C (or `{cli} stack down{run_dir_flag}` from another shell) stops everything.",
         ]
         return "\n".join(lines)
 
@@ -590,6 +594,26 @@ class LocalStack:
             self.receiver = None
         with contextlib.suppress(FileNotFoundError):
             (self.run_dir / "urls.json").unlink()
+
+
+def cli_command(python: str) -> str:
+    """How to call ``nova-streaming`` from the current directory (printed in the summary).
+
+    ``make run`` does not put the virtualenv on PATH, so a bare ``nova-streaming`` would
+    not be found: the console script beside ``python`` is named by its path.
+
+    Example::
+
+        >>> cli_command("/nonexistent/bin/python")
+        '/nonexistent/bin/python -m nova_streaming.cli'
+    """
+    script = Path(python).parent / "nova-streaming"
+    if not script.exists():
+        return f"{python} -m nova_streaming.cli"
+    try:
+        return str(script.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(script.absolute())
 
 
 def with_ports(options: StackOptions, **ports: int) -> StackOptions:

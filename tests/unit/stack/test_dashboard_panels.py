@@ -34,6 +34,8 @@ def test_committed_dashboard_gives_five_panels_of_the_designed_kinds() -> None:
     ]
     latency = panels[-1]
     assert latency.unit == "ms"
+    errors = next(p for p in panels if p.kind == "stacked-bars")
+    assert (errors.unit, errors.axis_label) == ("suffix: errors/s", "errors/s")
     assert latency.targets[0].expr.startswith("histogram_quantile(0.95,")
 
 
