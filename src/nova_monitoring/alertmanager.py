@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nova_monitoring._types import Data
+from nova_monitoring.alerts import ALERT_NAME_PREFIX
 from nova_monitoring.options import RenderOptions
 
 __all__ = [
@@ -103,10 +104,16 @@ _ROUTES: tuple[_Route, ...] = (
 )
 
 _INHIBITS: tuple[_Inhibit, ...] = (
-    # No target at all: every other streaming alert is noise on missing data.
+    # No target at all: every other streaming alert is noise on missing data. Only
+    # streaming alerts: the rule labels put namespace and cluster on ours, but other
+    # alerts in the namespace carry them too, and one of those (a pod crash loop, a
+    # failed rollout) is likely why the target is absent.
     _Inhibit(
         source=(Matcher("alertname", "=", "StreamingMetricsTargetAbsent"),),
-        target=(Matcher("severity", "=~", "warning|info"),),
+        target=(
+            Matcher("alertname", "=~", f"{ALERT_NAME_PREFIX}.+"),
+            Matcher("severity", "=~", "warning|info"),
+        ),
         equal=("namespace", "cluster"),
     ),
     # A scrape that times out is a target down; say it once.

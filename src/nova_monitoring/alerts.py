@@ -28,6 +28,7 @@ from streaming_metrics import definitions as d
 
 __all__ = [
     "ALERTS_GROUP",
+    "ALERT_NAME_PREFIX",
     "SEVERITIES",
     "Alert",
     "alert_group",
@@ -38,6 +39,8 @@ __all__ = [
 
 ALERTS_GROUP = "nova-streaming-alerts"
 SEVERITIES: tuple[str, ...] = ("critical", "warning", "info")
+# Every alert's name starts with it: Alertmanager inhibitions select our alerts by it.
+ALERT_NAME_PREFIX = "Streaming"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +49,7 @@ class Alert:
 
     Example::
 
-        >>> Alert("X", "up == 0", "5m", "warning", "s", "d").severity
+        >>> Alert("StreamingX", "up == 0", "5m", "warning", "s", "d").severity
         'warning'
     """
 
@@ -58,6 +61,8 @@ class Alert:
     description: str
 
     def __post_init__(self) -> None:
+        if not self.name.startswith(ALERT_NAME_PREFIX):
+            raise ValueError(f"alert {self.name}: name must start with {ALERT_NAME_PREFIX!r}")
         if self.severity not in SEVERITIES:
             raise ValueError(f"alert {self.name}: severity {self.severity!r} not in {SEVERITIES}")
         parse_duration(self.for_, option=f"alert {self.name} for")

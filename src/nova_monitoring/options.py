@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -179,8 +180,10 @@ class RenderOptions:
                 raise RenderOptionsError(f"{name}: must be longer than 0s")
         if parse_duration(self.scrape_timeout) > parse_duration(self.scrape_interval):
             raise RenderOptionsError("scrape_timeout: must not exceed scrape_interval")
-        if not self.error_rate_ratio > 0:
-            raise RenderOptionsError("error_rate_ratio: must be greater than 0")
+        if not 0 < self.error_rate_ratio < math.inf:
+            # An infinite threshold renders as `> Infinity`, which PromQL reads as a
+            # metric name: an alert that silently never fires.
+            raise RenderOptionsError("error_rate_ratio: must be a finite number greater than 0")
         if self.peak_viewers < 0:
             raise RenderOptionsError("peak_viewers: must not be negative")
         if self.latency_seconds not in d.RTMP_INGESTION_LATENCY_SECONDS.buckets:
@@ -193,8 +196,10 @@ class RenderOptions:
             value = getattr(self, name)
             if not 0 < value < 1:
                 raise RenderOptionsError(f"{name}: {value} must be between 0 and 1 (exclusive)")
-        if not self.for_scale > 0:
-            raise RenderOptionsError(f"for_scale: {self.for_scale} must be greater than 0")
+        if not 0 < self.for_scale < math.inf:
+            raise RenderOptionsError(
+                f"for_scale: {self.for_scale} must be a finite number greater than 0"
+            )
 
     def scaled_for(self, duration: str) -> str:
         """Return ``duration`` (an alert's nominal ``for:``) multiplied by ``for_scale``."""

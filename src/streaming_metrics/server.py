@@ -45,6 +45,7 @@ _CONNECTION_TIMEOUT_S = 30.0
 # How often the serve loop checks for close(): bounds how long close() blocks.
 _POLL_INTERVAL_S = 0.2
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+_SHUTTING_DOWN = text_response(503, "metrics app shutting down\n")
 
 
 # --- threaded server -----------------------------------------------------------------
@@ -74,17 +75,23 @@ class _Handler(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
     def _answer(self) -> None:
-        target = urlsplit(self.path)
-        request = Request(
-            method=self.command,
-            path=unquote(target.path, encoding="latin-1"),
-            query=target.query,
-            accept=self._joined("Accept"),
-            accept_encoding=self._joined("Accept-Encoding"),
-            authorization=self.headers.get("Authorization"),
-        )
-        planned = self.server.exposition.plan(request)
-        response = planned.run() if isinstance(planned, Render) else planned
+        try:
+            target = urlsplit(self.path)
+        except ValueError as exc:
+            # An unclosed or invalid IPv6 bracket in an absolute target: answer it
+            # rather than let the handler raise and drop the connection unanswered.
+            response = text_response(400, f"bad request: {exc}\n")
+        else:
+            request = Request(
+                method=self.command,
+                path=unquote(target.path, encoding="latin-1"),
+                query=target.query,
+                accept=self._joined("Accept"),
+                accept_encoding=self._joined("Accept-Encoding"),
+                authorization=self.headers.get("Authorization"),
+            )
+            planned = self.server.exposition.plan(request)
+            response = planned.run() if isinstance(planned, Render) else planned
         self.send_response(response.status)
         for name, value in response.headers:
             self.send_header(name, value)
@@ -331,14 +338,24 @@ class MetricsApp:
 
     async def _run(self, render: Render) -> Response:
         try:
-            executor = self._get_executor()
-            future = asyncio.get_running_loop().run_in_executor(executor, render.run)
+            job = self._get_executor().submit(render.run)
         except RuntimeError:  # executor shut down under us
             render.cancel()
-            return text_response(503, "metrics app shutting down\n")
-        # If this task is cancelled (client gone) the render still finishes and frees
-        # its slot itself; nothing here needs to wait for it.
-        return await future
+            return _SHUTTING_DOWN
+        # A job cancelled before a worker picks it up (this task was cancelled while the
+        # job waited in the queue, or close() dropped the queue) never runs render.run,
+        # which is what gives the render slot back: give it back here instead, or each
+        # such scrape would cost one slot for good. A job already running is not
+        # cancellable; it finishes and frees its slot itself.
+        job.add_done_callback(lambda done: render.cancel() if done.cancelled() else None)
+        try:
+            return await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            # Not this task: close() cancelled the queued job.
+            return _SHUTTING_DOWN
 
     def _get_executor(self) -> ThreadPoolExecutor:
         with self._executor_lock:

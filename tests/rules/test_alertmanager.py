@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +104,87 @@ def test_alertmanagerconfig_routes_like_the_plain_config(committed: Path) -> Non
     assert sorted(r["name"] for r in spec["receivers"]) == sorted(
         r["name"] for r in plain["receivers"]
     )
+
+
+ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
+_LISTENING = re.compile(r'msg="Listening on" address=(127\.0\.0\.1:\d+)')
+
+
+@pytest.fixture
+def alertmanager(committed: Path, tmp_path: Path) -> Iterator[str]:
+    """A real Alertmanager on a free loopback port running the committed config."""
+    log = tmp_path / "alertmanager.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [
+                ALERTMANAGER,
+                f"--config.file={committed / FILES['alertmanager']}",
+                f"--storage.path={tmp_path / 'data'}",
+                "--web.listen-address=127.0.0.1:0",
+                "--cluster.listen-address=",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        address = None
+        while address is None:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            found = _LISTENING.search(log.read_text())
+            address = found.group(1) if found else None
+            if address is None:
+                time.sleep(0.05)
+        yield f"http://{address}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _post_alerts(base: str, alerts: list[dict[str, str]]) -> None:
+    body = json.dumps([{"labels": labels} for labels in alerts]).encode()
+    request = urllib.request.Request(
+        f"{base}/api/v2/alerts", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        assert reply.status == 200
+
+
+def _states(base: str) -> dict[str, str]:
+    with urllib.request.urlopen(f"{base}/api/v2/alerts", timeout=10) as reply:
+        listed = json.load(reply)
+    return {a["labels"]["alertname"]: a["status"]["state"] for a in listed}
+
+
+def test_target_absent_mutes_only_streaming_alerts(alertmanager: str) -> None:
+    """With no streaming target, streaming warnings are inhibited, but another team's
+    (or the cluster's own) warning in the same namespace still notifies: a pod crash
+    loop is the likely reason the target is absent."""
+    where = {"namespace": "default", "cluster": "local"}
+    _post_alerts(
+        alertmanager,
+        [
+            {"alertname": "StreamingMetricsTargetAbsent", "severity": "critical", **where},
+            {"alertname": "StreamingWebSocketConnectionDrop", "severity": "warning", **where},
+            {"alertname": "StreamingNoActiveStreams", "severity": "info", **where},
+            {"alertname": "KubePodCrashLooping", "severity": "warning", **where},
+        ],
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        states = _states(alertmanager)
+        if states.get("StreamingWebSocketConnectionDrop") == "suppressed":
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(0.1)
+    assert states == {
+        "StreamingMetricsTargetAbsent": "active",
+        "StreamingWebSocketConnectionDrop": "suppressed",
+        "StreamingNoActiveStreams": "suppressed",
+        "KubePodCrashLooping": "active",
+    }

@@ -82,6 +82,10 @@ def test_cli_options_reach_every_file(tmp_path: Path) -> None:
         ("--eval-interval", "15", "eval_interval"),
         ("--scrape-timeout", "1m", "scrape_timeout"),
         ("--cardinality-fraction", "1.5", "cardinality_fraction"),
+        ("--for-scale", "inf", "for_scale"),
+        ("--for-scale", "nan", "for_scale"),
+        ("--error-rate-ratio", "inf", "error_rate_ratio"),
+        ("--error-rate-ratio", "nan", "error_rate_ratio"),
     ],
 )
 def test_cli_rejects_bad_options_naming_them(

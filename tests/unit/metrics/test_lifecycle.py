@@ -314,6 +314,30 @@ def test_forget_owned_stream_with_viewers_keeps_their_count(
     assert stream_series(registry, SID) == []
 
 
+def test_forget_then_last_viewer_leaving_keeps_the_owner_deadline(
+    metrics: StreamingMetrics,
+    registry: CollectorRegistry,
+    clock: Any,
+    stream_series: Callable[[CollectorRegistry, str], list[str]],
+) -> None:
+    """After a hand-over, peak and bitrate go one linger after forget_stream even when the
+    last local viewer leaves in between (that starts only the connection series' linger)."""
+    metrics.record_stream_started(SID, REGION)
+    metrics.record_websocket_connection(SID)
+    metrics.record_viewer_count_change(SID, 3, REGION)
+    metrics.record_quality_bitrate(SID, "720p", 2500.0)
+    metrics.forget_stream(SID)
+    clock.advance(30.0)
+    metrics.record_websocket_disconnection(SID)
+    clock.advance(31.0)
+    metrics.expire_lingering()
+    assert value(registry, d.PEAK_VIEWERS.name, stream_id=SID) is None
+    assert value(registry, d.QUALITY_BITRATE_KBPS.name, stream_id=SID, quality="720p") is None
+    assert value(registry, d.WEBSOCKET_CONNECTIONS.name, stream_id=SID) == 0.0
+    clock.advance(30.0)
+    assert stream_series(registry, SID) == []
+
+
 def test_forget_started_stream_hands_over(
     metrics: StreamingMetrics,
     registry: CollectorRegistry,

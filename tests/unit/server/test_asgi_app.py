@@ -18,7 +18,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
 from streaming_metrics._exposition import MAX_CONCURRENT_RENDERS
-from streaming_metrics.server import metrics_app
+from streaming_metrics.server import MetricsApp, metrics_app
 
 
 class _ThreadProbe:
@@ -203,3 +203,83 @@ async def test_gzip_through_httpx(registry: CollectorRegistry) -> None:
     app.close()
     assert reply.headers["content-encoding"] == "gzip"
     assert "demo_latency_seconds_bucket" in reply.text
+
+
+async def _asgi_get(app: Any, path: str = "/metrics") -> int:
+    """One GET straight through the ASGI interface; returns the status sent."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(dict(message))
+
+    scope = {"type": "http", "method": "GET", "path": path, "headers": [], "query_string": b""}
+    await app(scope, receive, send)
+    return int(sent[0]["status"])
+
+
+async def test_cancelled_queued_scrapes_give_back_their_render_slots(
+    registry: CollectorRegistry,
+) -> None:
+    """Scrapes cancelled while queued behind busy workers (client gone) free their slots:
+    afterwards the full render limit is available again, none is 503."""
+    gate = threading.Event()
+    inside = threading.Semaphore(0)
+
+    class Blocking:
+        def collect(self) -> Iterable[Metric]:
+            inside.release()
+            gate.wait(timeout=60)
+            yield GaugeMetricFamily("demo_blocking", "Blocks until released.", value=1)
+
+    registry.register(Blocking())
+    app = metrics_app(registry)
+    try:
+        scrapes = [asyncio.create_task(_asgi_get(app)) for _ in range(MAX_CONCURRENT_RENDERS)]
+        # Both workers busy; the other renders wait in the executor's queue.
+        for _ in range(MetricsApp._WORKERS):
+            assert await asyncio.to_thread(inside.acquire, True, 30), "renders did not start"
+        queued = scrapes[MetricsApp._WORKERS :]
+        for task in queued:
+            task.cancel()
+        await asyncio.gather(*queued, return_exceptions=True)
+        gate.set()
+        assert await asyncio.gather(*scrapes[: MetricsApp._WORKERS]) == [200] * 2
+        # The full limit again: as many concurrent scrapes as slots, all rendered.
+        again = await asyncio.gather(*(_asgi_get(app) for _ in range(MAX_CONCURRENT_RENDERS)))
+    finally:
+        gate.set()
+        app.close()
+    assert again == [200] * MAX_CONCURRENT_RENDERS
+
+
+async def test_close_with_queued_renders_gives_back_their_slots(
+    registry: CollectorRegistry,
+) -> None:
+    """close() while renders wait in the queue frees their slots (a later request starts
+    new workers and may use the full limit)."""
+    gate = threading.Event()
+    inside = threading.Semaphore(0)
+
+    class Blocking:
+        def collect(self) -> Iterable[Metric]:
+            inside.release()
+            gate.wait(timeout=60)
+            yield GaugeMetricFamily("demo_blocking", "Blocks until released.", value=1)
+
+    registry.register(Blocking())
+    app = metrics_app(registry)
+    try:
+        scrapes = [asyncio.create_task(_asgi_get(app)) for _ in range(MAX_CONCURRENT_RENDERS)]
+        for _ in range(MetricsApp._WORKERS):
+            assert await asyncio.to_thread(inside.acquire, True, 30), "renders did not start"
+        app.close()
+        gate.set()
+        await asyncio.gather(*scrapes, return_exceptions=True)
+        again = await asyncio.gather(*(_asgi_get(app) for _ in range(MAX_CONCURRENT_RENDERS)))
+    finally:
+        gate.set()
+        app.close()
+    assert again == [200] * MAX_CONCURRENT_RENDERS

@@ -270,3 +270,22 @@ class _StaticCollector:
 
     def collect(self) -> Iterable[Metric]:
         yield GaugeMetricFamily(self._name, "Probe.", value=1)
+
+
+@pytest.mark.parametrize(
+    "target", [b"http://[::1/metrics", b"http://]x/metrics", b"http://[x]/metrics"]
+)
+def test_unparsable_request_target_gets_400(registry: CollectorRegistry, target: bytes) -> None:
+    """A request target urlsplit cannot parse (an unclosed IPv6 bracket) gets a 400
+    status line, not a silently dropped connection."""
+    with (
+        start_metrics_server(0, "127.0.0.1", registry) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock,
+    ):
+        sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert b"bad request" in answer
