@@ -178,8 +178,14 @@ class StreamingMetrics:
         self._rejected_children = {
             reason: self._rejected.labels(reason) for reason in d.REJECT_REASONS
         }
-        self._duration_children: dict[str, Histogram] = {}
-        self._viewers_children: dict[str, Histogram] = {}
+        # The end-of-stream histograms too: without a 0 series, rate() and the
+        # duration:avg rule miss the first end of each stream type and region.
+        self._duration_children: dict[str, Histogram] = {
+            kind: self._duration.labels(kind) for kind in d.STREAM_TYPES
+        }
+        self._viewers_children: dict[str, Histogram] = {
+            region: self._viewers.labels(region) for region in region_set
+        }
 
         self._register()
 
@@ -233,7 +239,7 @@ class StreamingMetrics:
         return rec is not None and rec.info is not None
 
     def declare_region(self, region: str) -> None:
-        """Export ``active_streams{region}`` (at 0 until a stream starts there).
+        """Export ``active_streams{region}`` and ``viewers_total{region}`` at 0.
 
         A region is configuration, so a bad value raises ``ValueError``.
         """
@@ -244,6 +250,8 @@ class StreamingMetrics:
             )
         with self._lock:
             self._active_by_region.setdefault(region, 0)
+            if region not in self._viewers_children:
+                self._viewers_children[region] = self._viewers.labels(region)
 
     def expire_lingering(self) -> int:
         """Remove the series whose linger has run out now; returns the streams removed.

@@ -47,6 +47,19 @@ def test_declared_region_exported_at_zero(
     assert value(registry, d.ACTIVE_STREAMS.name, region="us-east-2") == 0.0
 
 
+def test_end_histograms_exported_at_zero(
+    metrics: StreamingMetrics, registry: CollectorRegistry
+) -> None:
+    """Duration per known stream type and final viewers per declared region exist at 0,
+    so rate() and the duration:avg rule see the first end."""
+    metrics.declare_region("us-east-2")
+    for kind in d.STREAM_TYPES:
+        assert value(registry, d.STREAM_DURATION_SECONDS.name + "_count", stream_type=kind) == 0.0
+    for region in (REGION, "us-east-2"):
+        assert value(registry, d.VIEWERS_TOTAL.name + "_count", region=region) == 0.0
+    assert value(registry, d.VIEWERS_TOTAL.name + "_count", region="ap-south-1") is None
+
+
 def test_end_observes_with_start_labels(
     metrics: StreamingMetrics, registry: CollectorRegistry
 ) -> None:
@@ -59,7 +72,7 @@ def test_end_observes_with_start_labels(
     assert value(registry, duration + "_sum", stream_type="pre-recorded") == 3600.0
     assert value(registry, duration + "_bucket", stream_type="pre-recorded", le="3600.0") == 1.0
     assert value(registry, duration + "_bucket", stream_type="pre-recorded", le="1800.0") == 0.0
-    assert value(registry, duration + "_count", stream_type="live") is None
+    assert value(registry, duration + "_count", stream_type="live") == 0.0
     viewers = d.VIEWERS_TOTAL.name
     assert value(registry, viewers + "_count", region=REGION) == 1.0
     assert value(registry, viewers + "_sum", region=REGION) == 42.0
@@ -353,10 +366,10 @@ def test_forget_started_stream_hands_over(
         value(registry, d.STREAM_INFO.name, stream_id=SID, region=REGION, stream_type="live")
         is None
     )
-    assert value(registry, d.STREAM_DURATION_SECONDS.name + "_count", stream_type="live") is None
+    assert value(registry, d.STREAM_DURATION_SECONDS.name + "_count", stream_type="live") == 0.0
     assert value(registry, d.PEAK_VIEWERS.name, stream_id=SID) == 4.0
     metrics.record_stream_ended(SID, REGION, 10.0, 4)  # already handed over: nothing
-    assert value(registry, d.STREAM_DURATION_SECONDS.name + "_count", stream_type="live") is None
+    assert value(registry, d.STREAM_DURATION_SECONDS.name + "_count", stream_type="live") == 0.0
     clock.advance(60.0)
     assert stream_series(registry, SID) == []
 
