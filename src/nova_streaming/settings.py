@@ -22,9 +22,9 @@ import math
 import os
 import re
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 from streaming_metrics.definitions import LABEL_VALUE_PATTERN
@@ -39,11 +39,13 @@ __all__ = [
 ]
 
 PRESENCE_ENGINES: Final = ("memory", "redis")
+MAX_SECONDS: Final = 86400.0
 _REPLICA_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _REDIS_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+N = TypeVar("N", int, float)
 
 
 class SettingsError(ValueError):
@@ -59,43 +61,40 @@ def default_replica_id() -> str:
 # --- parsers: raw string -> value, raising ValueError with the "must be ..." text ---
 
 
-def _port(raw: str) -> int:
+def _number(raw: str, convert: Callable[[str], N], valid: Callable[[N], bool], what: str) -> N:
+    """``convert(raw)`` if it parses and is ``valid``; else "must be <what>, got <raw>"."""
     try:
-        value = int(raw.strip())
+        value = convert(raw.strip())
     except ValueError:
-        raise ValueError(f"must be an integer 1-65535, got {raw!r}") from None
-    if not 1 <= value <= 65535:
-        raise ValueError(f"must be an integer 1-65535, got {raw!r}")
+        raise ValueError(f"must be {what}, got {raw!r}") from None
+    if not valid(value):
+        raise ValueError(f"must be {what}, got {raw!r}")
     return value
+
+
+def _port(raw: str) -> int:
+    return _number(raw, int, lambda v: 1 <= v <= 65535, "an integer 1-65535")
 
 
 def _positive_int(raw: str) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ValueError(f"must be a positive integer, got {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"must be a positive integer, got {raw!r}")
-    return value
+    return _number(raw, int, lambda v: v >= 1, "a positive integer")
 
 
 def _seconds(raw: str) -> float:
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise ValueError(f"must be a number of seconds > 0, got {raw!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"must be a number of seconds > 0, got {raw!r}")
-    return value
+    value = _number(raw, float, lambda v: math.isfinite(v) and v > 0, "a number of seconds > 0")
+    return _at_most_a_day(value, raw)
 
 
 def _non_negative_seconds(raw: str) -> float:
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise ValueError(f"must be a number of seconds >= 0, got {raw!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"must be a number of seconds >= 0, got {raw!r}")
+    value = _number(raw, float, lambda v: math.isfinite(v) and v >= 0, "a number of seconds >= 0")
+    return _at_most_a_day(value, raw)
+
+
+def _at_most_a_day(value: float, raw: str) -> float:
+    # Every duration here becomes a timer or a Redis expiry in milliseconds; absurd
+    # values (1e300) would only fail later, far from the setting that caused them.
+    if value > MAX_SECONDS:
+        raise ValueError(f"must be at most {MAX_SECONDS:.0f} seconds, got {raw!r}")
     return value
 
 
@@ -152,7 +151,19 @@ def _networks(raw: str) -> tuple[IpNetwork, ...]:
             raise ValueError(
                 f"must be a comma-separated list of IP networks (CIDR), got {item!r}"
             ) from None
-    return tuple(nets)
+    return _some_networks(nets)
+
+
+def _some_networks(nets: Sequence[object]) -> tuple[IpNetwork, ...]:
+    # An empty list would silently refuse every callback and every push.
+    if not nets:
+        raise ValueError("must name at least one network (CIDR), got none")
+    checked: list[IpNetwork] = []
+    for net in nets:
+        if not isinstance(net, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            raise ValueError(f"must be a comma-separated list of IP networks (CIDR), got {net!r}")
+        checked.append(net)
+    return tuple(checked)
 
 
 def _replica_id(raw: str) -> str:
@@ -327,10 +338,13 @@ class Settings:
         # Re-validate typed values (direct construction) with the same parsers.
         for spec in SETTING_SPECS:
             value = getattr(self, spec.field)
-            if value is None or spec.field == "trusted_peers":
+            if value is None:
                 continue
             try:
-                spec.parse(str(value))
+                if spec.field == "trusted_peers":
+                    _some_networks(tuple(value))
+                else:
+                    spec.parse(str(value))
             except ValueError as exc:
                 raise SettingsError(f"{spec.env}: {exc}") from None
         if self.presence_ttl < 0.3:

@@ -101,6 +101,10 @@ class _ChunkStream:
         self.head = b""
 
 
+#: Read-only stand-in for a chunk stream not seen yet (never written to).
+_NO_STREAM = _ChunkStream()
+
+
 class ChunkReader:
     """Reassembles RTMP messages from a byte stream; raises ``RtmpProtocolError``.
 
@@ -167,6 +171,8 @@ class ChunkReader:
                 csid = 64 + buf[hp] + (buf[hp + 1] << 8)
                 hp += 2
             st = streams.get(csid)
+            # ``prev`` is the state the header fields refer back to: a new chunk stream
+            # must start with format 0, which reads nothing from it (the shared blank).
             if st is None:
                 if fmt != 0:
                     raise RtmpProtocolError(
@@ -176,7 +182,10 @@ class ChunkReader:
                     raise RtmpProtocolError(
                         f"chunks: more than {limits.max_chunk_streams} chunk streams"
                     )
-            continuing = st is not None and st.received > 0
+                prev = _NO_STREAM
+            else:
+                prev = st
+            continuing = prev.received > 0
             if continuing and fmt != 3:
                 raise RtmpProtocolError(
                     f"chunks: format-{fmt} header inside a fragmented message on "
@@ -196,29 +205,29 @@ class ChunkReader:
                 field = _U32.unpack_from(buf, hp)[0] >> 8
                 length = _U32.unpack_from(buf, hp + 2)[0] & 0xFFFFFF
                 type_id = buf[hp + 6]
-                stream_id = st.stream_id  # type: ignore[union-attr]
+                stream_id = prev.stream_id
                 hp += 7
             elif fmt == 2:
                 if hp + 3 > end:
                     break
                 field = (buf[hp] << 16) | (buf[hp + 1] << 8) | buf[hp + 2]
-                length = st.length  # type: ignore[union-attr]
-                type_id = st.type_id  # type: ignore[union-attr]
-                stream_id = st.stream_id  # type: ignore[union-attr]
+                length = prev.length
+                type_id = prev.type_id
+                stream_id = prev.stream_id
                 hp += 3
             else:
                 field = -1
-                length = st.length  # type: ignore[union-attr]
-                type_id = st.type_id  # type: ignore[union-attr]
-                stream_id = st.stream_id  # type: ignore[union-attr]
-            ext = field == _EXTENDED if fmt != 3 else st.ext  # type: ignore[union-attr]
+                length = prev.length
+                type_id = prev.type_id
+                stream_id = prev.stream_id
+            ext = field == _EXTENDED if fmt != 3 else prev.ext
             if ext:
                 if hp + 4 > end:
                     break
                 field = _U32.unpack_from(buf, hp)[0]
                 hp += 4
             if continuing:
-                take = length - st.received  # type: ignore[union-attr]
+                take = length - prev.received
             else:
                 if length > limits.max_message_size:
                     raise RtmpProtocolError(

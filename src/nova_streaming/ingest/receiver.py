@@ -268,13 +268,30 @@ class _Connection(asyncio.Protocol):
         except RtmpProtocolError as exc:
             self.fail(exc.error_type, str(exc), StopReason.PROTOCOL_ERROR)
             return
-        out = self.rtmp.data_to_send()
-        if out and self.transport is not None:
-            self.transport.write(out)
+        if not self.write(self.rtmp.data_to_send()):
+            return
         if self.phase is _Phase.HANDSHAKE and self.rtmp.handshake_done:
             self.phase = _Phase.SETUP
         if events:
             self.receiver.handle_events(self, events)
+
+    def write(self, out: bytes) -> bool:
+        """Send replies; False (connection failed) when the peer leaves more than
+        ``max_pending_output`` unread: the transport would otherwise buffer without
+        bound for a peer that keeps sending pings but never reads the answers."""
+        transport = self.transport
+        if not out or transport is None:
+            return True
+        transport.write(out)
+        pending = transport.get_write_buffer_size()
+        if pending > self.receiver.limits.max_pending_output:
+            self.fail(
+                PROTOCOL_ERROR,
+                f"peer does not read its replies ({pending} bytes pending)",
+                StopReason.PROTOCOL_ERROR,
+            )
+            return False
+        return True
 
     def eof_received(self) -> bool | None:
         return False  # close the transport
@@ -500,9 +517,7 @@ class IngestReceiver:
 
     @staticmethod
     def _flush(conn: _Connection) -> None:
-        out = conn.rtmp.data_to_send()
-        if out and conn.transport is not None:
-            conn.transport.write(out)
+        conn.write(conn.rtmp.data_to_send())
 
     def _metadata(self, session: IngestSession, event: MetadataReceived) -> None:
         values: dict[str, object] = dict(event.values)

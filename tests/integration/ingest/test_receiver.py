@@ -248,3 +248,45 @@ async def test_many_concurrent_streams(
     await receiver.stop()
     assert {r for _, r in sink.stops} == {StopReason.SERVER_STOPPED}
     assert len(sink.stops) == 20
+
+
+async def test_peer_that_never_reads_its_replies_is_closed(
+    make_receiver: Any, sink: Any, wait: Any
+) -> None:
+    """A peer that sends pings but never reads the pongs is closed (protocol_error) once the
+    replies queued in the transport pass max_pending_output (default 1 MiB, more than one
+    read's worth of pongs), instead of growing memory."""
+    import socket
+
+    from nova_streaming.ingest.chunks import MSG_USER_CONTROL, ChunkWriter
+
+    # No publish ever comes: keep the handshake timeout out of the way.
+    receiver = await make_receiver(handshake_timeout=300.0)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: small window
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", receiver.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    try:
+        writer.write(b"\x03" + bytes(1536))
+        await reader.readexactly(3073)
+        writer.write(bytes(1536))
+        ping = ChunkWriter().message(2, MSG_USER_CONTROL, 0, 0, b"\x00\x06" + bytes(4))
+        batch = ping * 2000  # 36 kB of pings, as many pongs
+        sent = 0
+        closed = False
+        # Far more than the kernel buffers on both sides plus the cap; never read a byte.
+        while sent < 24 * 1024 * 1024 and not closed:
+            try:
+                writer.write(batch)
+                await writer.drain()
+            except (ConnectionError, OSError):
+                closed = True
+            sent += len(batch)
+            closed = closed or receiver.connections == {}
+        assert closed, "the receiver kept queueing replies for a peer that does not read"
+        await wait(lambda: sink.error_count("protocol_error") == 1, what="count")
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()

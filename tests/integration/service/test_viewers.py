@@ -251,3 +251,28 @@ async def test_thousand_concurrent_joins_and_leaves_are_exact(
         peak = replica.sample(d.PEAK_VIEWERS.name, {"stream_id": sid})
         assert peak is not None and expected[sid] <= peak <= n // 2
     assert replica.service.hub.total == 0
+
+
+async def test_viewer_messages_are_discarded_and_oversize_ones_close_it(
+    engine: dict[str, Any], replicas: Replicas, new_stream_id: Callable[[], str], wait: Wait
+) -> None:
+    """Text a viewer sends is read and ignored (it stays counted); a message over the
+    64 KiB cap closes that viewer (1009) and uncounts it, nothing else changes."""
+    replica = await replicas(**engine)
+    sid = new_stream_id()
+    await replica.service.registry.start(sid, "test-1", "live")
+    async with connect(replica.ws(sid), max_size=None) as chatty, connect(replica.ws(sid)) as quiet:
+        await recv_json(chatty)
+        await recv_json(quiet)
+        for _ in range(200):
+            await chatty.send("x" * 1000)
+        await chatty.send(b"\x00" * 60_000)
+        # uvicorn reads on only after the app took the previous message: the pong proves
+        # the endpoint consumed everything above.
+        await asyncio.wait_for(await chatty.ping(), 10)
+        assert connections(replica, sid) == 2.0
+        await chatty.send("y" * (64 * 1024 + 1))
+        assert await close_code(chatty) == 1009
+        await wait(lambda: connections(replica, sid) == 1.0, message="oversize viewer uncounted")
+        assert replica.service.hub.total == 1
+        await asyncio.wait_for(await quiet.ping(), 10)

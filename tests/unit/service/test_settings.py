@@ -91,6 +91,14 @@ def test_flags_override_the_environment() -> None:
         ("NOVA_INGEST_TIMEOUT", "-1", "NOVA_INGEST_TIMEOUT: must be a number of seconds > 0"),
         ("NOVA_TRUSTED_PEERS", "10.0.0.0/33", "NOVA_TRUSTED_PEERS: must be a comma-separated"),
         ("NOVA_REPLICA_ID", "a b", "NOVA_REPLICA_ID: must match"),
+        ("NOVA_PORT", "0", "NOVA_PORT: must be an integer 1-65535, got '0'"),
+        ("NOVA_TRUSTED_PEERS", "", "NOVA_TRUSTED_PEERS: must name at least one network"),
+        ("NOVA_TRUSTED_PEERS", " , ,", "NOVA_TRUSTED_PEERS: must name at least one network"),
+        ("NOVA_TRUSTED_PEERS", "10.0.0.0/8,nope", "NOVA_TRUSTED_PEERS: must be a comma-sep"),
+        ("NOVA_WS_PING_TIMEOUT", "0", "NOVA_WS_PING_TIMEOUT: must be a number of seconds > 0"),
+        ("NOVA_SERIES_LINGER", "-0.5", "NOVA_SERIES_LINGER: must be a number of seconds >= 0"),
+        ("NOVA_PRESENCE_TTL", "1e300", "NOVA_PRESENCE_TTL: must be at most 86400 seconds"),
+        ("NOVA_SERIES_LINGER", "inf", "NOVA_SERIES_LINGER: must be a number of seconds >= 0"),
     ],
 )
 def test_bad_values_name_the_setting(env: str, value: str, message: str) -> None:
@@ -108,3 +116,13 @@ def test_direct_construction_is_validated() -> None:
         Settings(presence_ttl=0.1)
     assert Settings(presence_ttl=2.0).presence_sync_interval == 0.5
     assert Settings().presence_sync_interval == 1.0
+
+
+def test_direct_construction_validates_trusted_peers() -> None:
+    """Trusted peers given in code must be a non-empty tuple of IP networks."""
+    with pytest.raises(SettingsError, match="NOVA_TRUSTED_PEERS: must name at least one"):
+        Settings(trusted_peers=())
+    with pytest.raises(SettingsError, match="NOVA_TRUSTED_PEERS: must be a comma-separated"):
+        Settings(trusted_peers=("garbage",))  # type: ignore[arg-type]
+    net = ipaddress.ip_network("10.0.0.0/8")
+    assert Settings(trusted_peers=(net,)).trusted_peers == (net,)
