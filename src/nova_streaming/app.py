@@ -85,8 +85,15 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         metrics.declare_region(settings.region)
         await presence.start()
-        await registry.open()
-        await hub.open()
+        try:
+            await registry.open()
+            await hub.open()
+        except BaseException:
+            # Nothing after this point will run the shutdown below: undo what started.
+            await hub.close()
+            await registry.close()
+            await presence.stop()
+            raise
         started: list[Component] = []
         try:
             for component in service.components:
