@@ -78,7 +78,7 @@ GZIP_LEVEL = 6
 _SLICE_S = 0.001
 _HANDOFF_S = 0.0001
 _TICK_EVERY = 32
-_LINES_PER_CHUNK = 1_000
+_LINES_PER_CHUNK = 500
 
 # Sample-name suffixes a family name can carry, so `name[]=<family>` selects the whole
 # family (client_python's own filter matches sample names only).
@@ -446,6 +446,10 @@ def _encode(encoder: Callable[[Collector], bytes], collector: Collector) -> byte
     yielding = _Yielding(collector)
     parts: list[bytes] = []
     for metric in collector.collect():
+        # Building a family is the collector's work, outside any chunk: hand off after
+        # it, and again after the family is encoded and freed (freeing 10k-sample
+        # columns is its own burst), so no two of these bursts run back to back.
+        yielding.tick()
         chunks = None
         if lines_ok and isinstance(metric, _StreamFamily):
             chunks = metric.exposition_lines(_LINES_PER_CHUNK)
@@ -457,6 +461,8 @@ def _encode(encoder: Callable[[Collector], bytes], collector: Collector) -> byte
                 yielding.tick()
         else:
             parts.append(encoder(_One(yielding.view(metric))).removesuffix(trailer))
+        del metric, chunks
+        yielding.tick()
     parts.append(trailer)
     return b"".join(parts)
 

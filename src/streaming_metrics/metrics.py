@@ -793,30 +793,27 @@ class _StreamFamily(Metric):
         order = sorted(range(len(self._labelnames)), key=self._labelnames.__getitem__)
         columns = [self._columns[i] for i in order]
         keys = [self._labelnames[i] for i in order]
-        name, fmt, values = self.name, _go_float, self._values
+        # One str.format per line, driven by map: formatting a line in C instead of
+        # building it from Python pieces (a join per row for several labels) is what
+        # keeps a chunk well under a millisecond, so the caller's hand-offs between
+        # chunks stay about a millisecond apart whatever the number of labels.
+        labels = ",".join(f'{_brace_safe(key)}="{{}}"' for key in keys)
+        line = _brace_safe(self.name) + "{{" + labels + "}} {}\n"
+        fmt, values = _go_float, self._values
         for start in range(0, len(values), size):
             stop = start + size
-            if len(columns) == 1:
-                key = keys[0]
-                yield "".join(
-                    [
-                        f'{name}{{{key}="{label}"}} {fmt(value)}\n'
-                        for label, value in zip(
-                            columns[0][start:stop], values[start:stop], strict=True
-                        )
-                    ]
+            yield "".join(
+                map(
+                    line.format,
+                    *[column[start:stop] for column in columns],
+                    map(fmt, values[start:stop]),
                 )
-            else:
-                rows = zip(*[column[start:stop] for column in columns], strict=True)
-                yield "".join(
-                    [
-                        name
-                        + "{"
-                        + ",".join([f'{k}="{v}"' for k, v in zip(keys, labels, strict=True)])
-                        + f"}} {fmt(value)}\n"
-                        for labels, value in zip(rows, values[start:stop], strict=True)
-                    ]
-                )
+            )
+
+
+def _brace_safe(text: str) -> str:
+    """``text`` as a literal inside a ``str.format`` template."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 def _connections(records: list[StreamRecord]) -> _StreamFamily:
