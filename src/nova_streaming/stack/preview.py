@@ -22,25 +22,21 @@ Example::
 from __future__ import annotations
 
 import json
-import logging
 import math
 import re
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
+from nova_streaming.stack._http import QuietHandler, ServingThread
 from nova_streaming.stack._preview_page import PAGE
 from nova_streaming.stack.dashboard_panels import Panel, load_dashboard, panels_from_dashboard
-
-logger = logging.getLogger("nova_streaming.stack.preview")
 
 DEFAULT_MINUTES = 15
 MAX_MINUTES = 24 * 60
@@ -111,8 +107,10 @@ class _Server(ThreadingHTTPServer):
         return panels_from_dashboard(load_dashboard(self.config.dashboard_path))
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Server
+    log_name = "preview"
+    extra_headers = (("Cache-Control", "no-store"),)
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
@@ -124,9 +122,9 @@ class _Handler(BaseHTTPRequestHandler):
                 page = PAGE.replace(
                     "__REFRESH_MS__", str(int(self.server.config.refresh_seconds * 1000))
                 )
-                self._reply(200, page.encode(), "text/html; charset=utf-8")
+                self.reply(200, page.encode(), "text/html; charset=utf-8")
             elif path == "/healthz":
-                self._reply(200, b"ok\n", "text/plain")
+                self.reply(200, b"ok\n", "text/plain")
             elif path == "/api/dashboard":
                 self._json(200, self._dashboard())
             elif path.startswith("/api/panels/"):
@@ -138,7 +136,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/api/alerts":
                 self._json(200, self._alerts())
             else:
-                self._reply(404, b"not found\n", "text/plain")
+                self.reply(404, b"not found\n", "text/plain")
         except (ValueError, IndexError) as exc:
             self._json(400, {"error": str(exc)})
         except (PreviewError, OSError) as exc:
@@ -215,18 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
         return {"receiver": url, "alerts": alerts}
 
     def _json(self, status: int, data: Any) -> None:
-        self._reply(status, json.dumps(data, allow_nan=False).encode(), "application/json")
-
-    def _reply(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("preview: " + format, *args)
+        self.reply(status, json.dumps(data, allow_nan=False).encode(), "application/json")
 
 
 def _number(value: Any) -> float | None:
@@ -269,31 +256,12 @@ def query_range(
     return list(result) if isinstance(result, list) else []
 
 
-class Preview:
+class Preview(ServingThread):
     """A running preview server; see :func:`start_preview`."""
 
-    def __init__(self, server: _Server, thread: threading.Thread) -> None:
-        self._server = server
-        self._thread = thread
-        self.port: int = int(server.server_address[1])
+    def __init__(self, server: _Server) -> None:
+        super().__init__(server)
         self.url = f"http://127.0.0.1:{self.port}/"
-
-    def close(self) -> None:
-        """Stop serving and free the port."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-
-    def __enter__(self) -> Preview:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def start_preview(
@@ -320,9 +288,4 @@ def start_preview(
         refresh_seconds=refresh_seconds,
         rate_interval=rate_interval,
     )
-    server = _Server((host, port), config)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
-    )
-    thread.start()
-    return Preview(server, thread)
+    return Preview(_Server((host, port), config))

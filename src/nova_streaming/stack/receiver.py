@@ -15,15 +15,13 @@ Example::
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import ThreadingHTTPServer
 from typing import Any
 
-logger = logging.getLogger("nova_streaming.stack.receiver")
+from nova_streaming.stack._http import QuietHandler, ServingThread
 
 # Notifications are small; a bounded history keeps a long-running stack's memory flat.
 DEFAULT_LIMIT = 1000
@@ -39,8 +37,9 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Server
+    log_name = "receiver"
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
@@ -48,31 +47,31 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/alerts":
             with self.server.lock:
                 body = json.dumps(list(self.server.notifications)).encode()
-            self._reply(200, body, "application/json")
+            self.reply(200, body, "application/json")
         elif path == "/healthz":
-            self._reply(200, b"ok\n", "text/plain")
+            self.reply(200, b"ok\n", "text/plain")
         else:
-            self._reply(404, b"not found\n", "text/plain")
+            self.reply(404, b"not found\n", "text/plain")
 
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0]
         if not (path == "/webhook" or path.startswith("/webhook/")):
-            self._reply(404, b"not found\n", "text/plain")
+            self.reply(404, b"not found\n", "text/plain")
             return
         try:
             length = int(self.headers.get("Content-Length", "0"))
         except ValueError:
             length = -1
         if not 0 <= length <= _MAX_BODY:
-            self._reply(413, b"body missing or too large\n", "text/plain")
+            self.reply(413, b"body missing or too large\n", "text/plain")
             return
         try:
             payload = json.loads(self.rfile.read(length) or b"null")
         except ValueError:
-            self._reply(400, b"body is not JSON\n", "text/plain")
+            self.reply(400, b"body is not JSON\n", "text/plain")
             return
         if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
-            self._reply(400, b"not an Alertmanager webhook payload\n", "text/plain")
+            self.reply(400, b"not an Alertmanager webhook payload\n", "text/plain")
             return
         record = {
             "received_at": time.time(),
@@ -81,26 +80,16 @@ class _Handler(BaseHTTPRequestHandler):
         }
         with self.server.lock:
             self.server.notifications.append(record)
-        self._reply(200, b"ok\n", "text/plain")
-
-    def _reply(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("receiver: " + format, *args)
+        self.reply(200, b"ok\n", "text/plain")
 
 
-class Receiver:
+class Receiver(ServingThread):
     """A running webhook receiver; see :func:`start_receiver`."""
 
-    def __init__(self, server: _Server, thread: threading.Thread) -> None:
-        self._server = server
-        self._thread = thread
-        self.port: int = int(server.server_address[1])
+    _server: _Server
+
+    def __init__(self, server: _Server) -> None:
+        super().__init__(server)
         self.url = f"http://127.0.0.1:{self.port}"
 
     @property
@@ -112,23 +101,6 @@ class Receiver:
         """A copy of the notifications received so far, oldest first."""
         with self._server.lock:
             return list(self._server.notifications)
-
-    def close(self) -> None:
-        """Stop serving and free the port."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-
-    def __enter__(self) -> Receiver:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def start_receiver(port: int, host: str = "127.0.0.1", limit: int = DEFAULT_LIMIT) -> Receiver:
@@ -143,12 +115,7 @@ def start_receiver(port: int, host: str = "127.0.0.1", limit: int = DEFAULT_LIMI
     """
     if limit < 1:
         raise ValueError(f"receiver: limit must be >= 1, got {limit}")
-    server = _Server((host, port), limit)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
-    )
-    thread.start()
-    return Receiver(server, thread)
+    return Receiver(_Server((host, port), limit))
 
 
 def firing_alert_names(notifications: list[dict[str, Any]]) -> set[str]:
