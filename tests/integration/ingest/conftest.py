@@ -1,35 +1,22 @@
 """Fixtures for the ingest integration tests: a recording sink, a receiver on a free
-loopback port, a crafted RTMP publisher, and real nginx-rtmp."""
+loopback port, real nginx-rtmp, and the whole service with the ingest wired in (the
+crafted RTMP publisher fixture is in the parent conftest)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
-import signal
-import socket
-import struct
-import subprocess
-import time
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from nova_streaming.ingest import amf0
-from nova_streaming.ingest.chunks import (
-    MSG_AUDIO,
-    MSG_COMMAND_AMF0,
-    MSG_DATA_AMF0,
-    MSG_SET_CHUNK_SIZE,
-    MSG_VIDEO,
-    ChunkReader,
-    ChunkWriter,
-    Message,
-    control_message,
-)
 from nova_streaming.ingest.receiver import IngestReceiver, IngestSession, StopReason, VideoFrame
+from nova_testing.nginx import NginxProcess, run_nginx
+from nova_testing.ports import free_port
+from nova_testing.uvicorn_server import UvicornServer
+from nova_testing.waiting import wait_for
 
 WAIT_SECONDS = 15.0
 
@@ -73,24 +60,6 @@ class RecordingSink:
         return [frame for session, frame in self.frames if session.stream_id == stream_id]
 
 
-async def wait_for(
-    condition: Callable[[], bool], limit: float = WAIT_SECONDS, what: str = "condition"
-) -> None:
-    """Poll ``condition`` until true; fail the test after ``limit`` seconds."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def free_port() -> int:
-    """A currently free loopback TCP port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def sink() -> RecordingSink:
     return RecordingSink()
@@ -117,179 +86,10 @@ async def make_receiver(sink: RecordingSink) -> AsyncIterator[ReceiverFactory]:
         await receiver.stop()
 
 
-class RtmpPublisher:
-    """A crafted RTMP client: handshake, connect/createStream/publish, then media with
-    timestamps chosen by the test."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.chunks = ChunkWriter()
-        self.incoming = ChunkReader()
-        self.messages: list[Message] = []
-
-    @classmethod
-    async def open(cls, port: int) -> RtmpPublisher:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return cls(reader, writer)
-
-    async def handshake(self) -> None:
-        c1 = struct.pack(">II", 0, 0) + os.urandom(1528)
-        self.writer.write(b"\x03" + c1)
-        s0s1s2 = await asyncio.wait_for(self.reader.readexactly(1 + 1536 * 2), WAIT_SECONDS)
-        assert s0s1s2[0] == 3
-        self.writer.write(s0s1s2[1 : 1 + 1536])  # C2 echoes S1
-
-    async def _until(self, predicate: Callable[[Message], bool]) -> Message:
-        deadline = time.monotonic() + WAIT_SECONDS
-        while True:
-            for msg in self.messages:
-                if predicate(msg):
-                    self.messages.remove(msg)
-                    return msg
-            data = await asyncio.wait_for(self.reader.read(65536), deadline - time.monotonic())
-            if not data:
-                raise ConnectionError("receiver closed the connection")
-            self.messages.extend(self.incoming.feed(data))
-
-    async def command(self, *values: object, stream_id: int = 0) -> None:
-        body = amf0.encode(*values)  # type: ignore[arg-type]
-        self.writer.write(self.chunks.message(3, MSG_COMMAND_AMF0, stream_id, 0, body))
-        await self.writer.drain()
-
-    async def result(self, name: str) -> list[amf0.AmfValue]:
-        msg = await self._until(
-            lambda m: m.type_id == MSG_COMMAND_AMF0 and amf0.decode(m.payload)[0] == name
-        )
-        return amf0.decode(msg.payload)
-
-    async def publish(self, name: str, *, chunk_size: int = 4096) -> None:
-        """Handshake, connect, createStream, publish; waits for the replies."""
-        await self.handshake()
-        if chunk_size != 128:
-            self.writer.write(control_message(MSG_SET_CHUNK_SIZE, chunk_size))
-            self.chunks.chunk_size = chunk_size
-        await self.command("connect", 1, {"app": "live", "type": "nonprivate"})
-        connect = await self.result("_result")
-        assert connect[3]["code"] == "NetConnection.Connect.Success"  # type: ignore[index]
-        await self.command("createStream", 2, None)
-        created = await self.result("_result")
-        stream_id = int(created[3])  # type: ignore[arg-type]
-        await self.command("publish", 3, None, name, "live", stream_id=stream_id)
-        status = await self.result("onStatus")
-        assert status[3]["code"] == "NetStream.Publish.Start"  # type: ignore[index]
-
-    async def metadata(self, values: dict[str, object], set_data_frame: bool = False) -> None:
-        body = (
-            (amf0.encode("@setDataFrame") if set_data_frame else b"")
-            + amf0.encode("onMetaData")
-            + amf0.encode_ecma_array(values)
-        )
-        self.writer.write(self.chunks.message(5, MSG_DATA_AMF0, 1, 0, body))
-        await self.writer.drain()
-
-    def video(self, timestamp: int, size: int = 2000, keyframe: bool = False) -> None:
-        head = bytes((0x17 if keyframe else 0x27, 0x01, 0, 0, 0))
-        self.writer.write(
-            self.chunks.message(6, MSG_VIDEO, 1, timestamp, head + bytes(max(size - 5, 0)))
-        )
-
-    def video_config(self, timestamp: int = 0) -> None:
-        self.writer.write(self.chunks.message(6, MSG_VIDEO, 1, timestamp, b"\x17\x00\x00\x00\x00"))
-
-    def audio(self, timestamp: int, size: int = 300) -> None:
-        self.writer.write(
-            self.chunks.message(4, MSG_AUDIO, 1, timestamp, b"\xaf\x01" + bytes(size - 2))
-        )
-
-    async def drain(self) -> None:
-        await self.writer.drain()
-
-    async def closed_by_peer(self) -> bool:
-        """True once the receiver has closed the connection (EOF or reset)."""
-        try:
-            while await asyncio.wait_for(self.reader.read(65536), WAIT_SECONDS):
-                pass
-        except (ConnectionError, OSError):
-            return True
-        return True
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await self.writer.wait_closed()
-
-
-@pytest.fixture
-async def publishers() -> AsyncIterator[Callable[[int], Awaitable[RtmpPublisher]]]:
-    """Open crafted publishers; all closed at teardown."""
-    opened: list[RtmpPublisher] = []
-
-    async def factory(port: int) -> RtmpPublisher:
-        pub = await RtmpPublisher.open(port)
-        opened.append(pub)
-        return pub
-
-    yield factory
-    for pub in opened:
-        await pub.close()
-
-
-@dataclass
-class NginxProcess:
-    prefix: Path
-    rtmp_port: int
-    stat_port: int
-    process: subprocess.Popen[bytes]
-
-    def error_log(self) -> str:
-        path = self.prefix / "logs" / "error.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-
-@contextlib.contextmanager
-def run_nginx(prefix: Path, conf: Path, rtmp_port: int, stat_port: int) -> Iterator[NginxProcess]:
-    """Run nginx in the foreground in its own process group; always stopped."""
-    process = subprocess.Popen(
-        ["nginx", "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "logs" / "error.log")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    nginx = NginxProcess(prefix, rtmp_port, stat_port, process)
-    try:
-        deadline = time.monotonic() + WAIT_SECONDS
-        while True:
-            if process.poll() is not None:
-                stderr = process.stderr.read().decode() if process.stderr else ""
-                raise RuntimeError(f"nginx exited: {stderr}\n{nginx.error_log()}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", rtmp_port), timeout=0.2),
-            ):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nginx did not listen: {nginx.error_log()}")
-            time.sleep(0.05)
-        yield nginx
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # stray workers of the group
-        if process.stderr is not None:
-            process.stderr.close()
-
-
 @pytest.fixture
 def wait() -> Callable[..., Awaitable[None]]:
-    """The polling helper ``wait(condition, limit=..., what=...)``."""
-    return wait_for
+    """The polling helper ``wait(condition, within=..., what=...)`` (15 s by default)."""
+    return functools.partial(wait_for, within=WAIT_SECONDS)
 
 
 @pytest.fixture
@@ -315,7 +115,6 @@ class ServiceUnderTest:
     def __init__(self, **changes: object) -> None:
         import uuid
 
-        import uvicorn
         from prometheus_client import CollectorRegistry
 
         from nova_streaming.app import create_app
@@ -345,16 +144,14 @@ class ServiceUnderTest:
         )
         self.service = self.app.state.service
         self.component = ingest_component(self.app)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = int(self.sock.getsockname()[1])
-        self.server = uvicorn.Server(uvicorn_config(self.app, self.settings, log_level="warning"))
-        self.task: asyncio.Task[None] | None = None
+        self.server = UvicornServer(
+            uvicorn_config(self.app, self.settings, log_level="warning"), name="service"
+        )
+        self.port = self.server.port
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.server.http
 
     @property
     def ingest_port(self) -> int:
@@ -368,23 +165,10 @@ class ServiceUnderTest:
         return self.sample("nova_streaming_broadcast_errors_total", error_type=error_type)
 
     async def start(self) -> None:
-        self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
-        deadline = time.monotonic() + WAIT_SECONDS
-        while not self.server.started:
-            if self.task.done():
-                self.task.result()
-                raise RuntimeError("service exited during start")
-            if time.monotonic() > deadline:
-                raise RuntimeError("service did not start")
-            await asyncio.sleep(0.01)
+        await self.server.start(within=WAIT_SECONDS)
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-            self.task = None
-        self.sock.close()
+        await self.server.stop()
 
     async def post(self, path: str, body: str) -> int:
         import httpx

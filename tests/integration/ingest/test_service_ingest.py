@@ -5,18 +5,17 @@ RTMP publishers and real WebSocket viewers."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import signal
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
 
 from nova_streaming.tokens import publish_token
+from nova_testing.ffmpeg import ffmpeg, stop_ffmpeg
+from nova_testing.waiting import wait_for
 from streaming_metrics import definitions as d
 
 pytestmark = pytest.mark.slow
@@ -28,51 +27,8 @@ BITRATE = d.QUALITY_BITRATE_KBPS.name
 ACTIVE = d.ACTIVE_STREAMS.name
 
 
-@contextlib.asynccontextmanager
-async def ffmpeg(
-    rtmp_port: int, name: str, query: str, size: str, seconds: float = 60, fps: int = 25
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """ffmpeg publishing a test pattern and a tone through nginx; always stopped."""
-    proc = await asyncio.create_subprocess_exec(
-        *("ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin"),
-        *("-re", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}"),
-        *("-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=22050"),
-        *("-t", f"{seconds:g}", "-c:v", "libx264", "-preset", "ultrafast"),
-        *("-tune", "zerolatency", "-g", str(fps), "-b:v", "1000k", "-c:a", "aac"),
-        *("-f", "flv", f"rtmp://127.0.0.1:{rtmp_port}/live/{name}?{query}"),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        yield proc
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-
-
-async def stop_ffmpeg(proc: asyncio.subprocess.Process) -> None:
-    """Stop ffmpeg the way a broadcaster quits (SIGINT: it closes the RTMP connection)."""
-    proc.send_signal(signal.SIGINT)
-    await asyncio.wait_for(proc.wait(), 20)
-
-
 async def active_ids(service: Any) -> list[str]:
     return [r.stream_id for r in await service.service.registry.list_active()]
-
-
-async def poll(condition: Any, what: str, limit: float = 20.0) -> Any:
-    """Poll a sync or async condition until truthy; fail after ``limit`` seconds."""
-    deadline = time.monotonic() + limit
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def publish_form(stream_id: str, token: str, **extra: str) -> str:
@@ -98,19 +54,21 @@ async def test_ffmpeg_broadcast_lifecycle(
     query = f"token={publish_token(SECRET, sid)}&stream_type={stream_type}"
     launched = time.time()
     async with ffmpeg(nginx.rtmp_port, sid, query, size) as proc:
-        await poll(lambda: service.service.registry.is_active(sid), "stream active")
+        await wait_for(lambda: service.service.registry.is_active(sid), what="stream active")
         active_seen = time.time()
         listed = await service.get_json("/api/v1/streams")
         [stream] = [s for s in listed["streams"] if s["stream_id"] == sid]
         assert stream["stream_type"] == stream_type and stream["region"] == "test-1"
         assert service.sample(ACTIVE, region="test-1") == 1
-        await poll(lambda: service.sample(f"{LATENCY}_count", quality=quality) >= 25, "frames")
+        await wait_for(
+            lambda: service.sample(f"{LATENCY}_count", quality=quality) >= 25, what="frames"
+        )
         count = service.sample(f"{LATENCY}_count", quality=quality)
         # Plausible lag on loopback: nearly every frame under a second.
         assert service.sample(f"{LATENCY}_bucket", quality=quality, le="1.0") >= count * 0.9
         assert service.sample(f"{LATENCY}_count", quality="unknown") == 0
-        kbps = await poll(
-            lambda: service.sample(BITRATE, stream_id=sid, quality=quality), "bitrate"
+        kbps = await wait_for(
+            lambda: service.sample(BITRATE, stream_id=sid, quality=quality), what="bitrate"
         )
         assert 100 < kbps < 10_000
         async with connect(f"ws://127.0.0.1:{service.port}/ws/streams/{sid}") as ws:
@@ -120,7 +78,9 @@ async def test_ffmpeg_broadcast_lifecycle(
         await asyncio.sleep(1.0)  # a measurable duration
         await stop_ffmpeg(proc)
         stopped = time.time()
-        await poll(lambda: service.sample(f"{DURATION}_count", stream_type=stream_type), "end")
+        await wait_for(
+            lambda: service.sample(f"{DURATION}_count", stream_type=stream_type), what="end"
+        )
         ended_seen = time.time()
     assert not await service.service.registry.is_active(sid)
     assert service.sample(ACTIVE, region="test-1") == 0
@@ -145,7 +105,7 @@ async def test_refused_publishes_are_counted_and_start_nothing(
         assert await asyncio.wait_for(proc.wait(), 30) != 0
     async with ffmpeg(nginx.rtmp_port, "not-a-uuid", "token=abc", "320x240", 3) as proc:
         assert await asyncio.wait_for(proc.wait(), 30) != 0
-    await poll(lambda: service.errors("auth_rejected") >= 2, "two rejections")
+    await wait_for(lambda: service.errors("auth_rejected") >= 2, what="two rejections")
     assert await active_ids(service) == []
 
     # Only ::1 may call back: a call from 127.0.0.1, even with a valid token, is refused.
@@ -174,7 +134,7 @@ async def test_crafted_publisher_drops_lag_timeout_and_refusal(
 
     pub = await publishers(service.ingest_port)
     await pub.publish(f"{sid}_480p")
-    await poll(lambda: service.service.registry.is_active(sid), "active")
+    await wait_for(lambda: service.service.registry.is_active(sid), what="active")
     await pub.metadata({"width": 854.0, "height": 480.0, "framerate": 25.0})
     pub.video_config(0)
     # 25 fps = 40 ms: frames 10..14 missing (5 drops), 20 alone (a 2-interval gap: not
@@ -184,19 +144,23 @@ async def test_crafted_publisher_drops_lag_timeout_and_refusal(
         pub.video(ts, keyframe=ts == 0)
         await pub.drain()
     sent = len(timestamps)
-    await poll(lambda: service.sample(f"{LATENCY}_count", quality="480p") == sent, "frames")
+    await wait_for(
+        lambda: service.sample(f"{LATENCY}_count", quality="480p") == sent, what="frames"
+    )
     assert service.errors("frame_drop") == 7
     # The next frame is 40 ms of media later but arrives 400+ ms later: lag >= 0.36 s.
     await asyncio.sleep(0.4)
     pub.video(40 * 40)
     await pub.drain()
-    await poll(lambda: service.sample(f"{LATENCY}_count", quality="480p") == sent + 1, "late frame")
+    await wait_for(
+        lambda: service.sample(f"{LATENCY}_count", quality="480p") == sent + 1, what="late frame"
+    )
     assert service.sample(f"{LATENCY}_bucket", quality="480p", le="0.25") == sent
     assert service.errors("frame_drop") == 7
 
     # Silence: the receiver times out, closes, and the stream ends as one timeout.
     assert await pub.closed_by_peer()
-    await poll(lambda: service.sample(f"{DURATION}_count", stream_type="live") == 1, "end")
+    await wait_for(lambda: service.sample(f"{DURATION}_count", stream_type="live") == 1, what="end")
     assert not await service.service.registry.is_active(sid)
     assert service.errors("timeout") == 1
     assert service.errors("rtmp_connection_failed") == 0
@@ -209,7 +173,7 @@ async def test_crafted_publisher_drops_lag_timeout_and_refusal(
     await pub2.command("createStream", 2, None)
     await pub2.command("publish", 3, None, stranger, "live", stream_id=1)
     assert await pub2.closed_by_peer()
-    await poll(lambda: service.errors("auth_rejected") == 2, "refusal counted")
+    await wait_for(lambda: service.errors("auth_rejected") == 2, what="refusal counted")
     assert await active_ids(service) == []
     assert service.sample(f"{DURATION}_count", stream_type="live") == 1
     assert service.errors("timeout") == 1
@@ -225,9 +189,9 @@ async def test_interrupted_relay_without_repush_ends_as_connection_failure(
     assert await service.post("/rtmp/on_publish", publish_form(sid, publish_token(SECRET, sid)))
     pub = await publishers(service.ingest_port)
     await pub.publish(sid)
-    await poll(lambda: service.service.registry.is_active(sid), "active")
+    await wait_for(lambda: service.service.registry.is_active(sid), what="active")
     await pub.close()
-    await poll(lambda: service.errors("rtmp_connection_failed") == 1, "connection failure")
+    await wait_for(lambda: service.errors("rtmp_connection_failed") == 1, what="connection failure")
     assert not await service.service.registry.is_active(sid)
     assert service.sample(f"{DURATION}_count", stream_type="live") == 1
     assert service.errors("timeout") == 0
@@ -244,9 +208,11 @@ async def test_receiver_restart_mid_broadcast_keeps_one_stream(
     sid = str(uuid.uuid4())
     registry = service.service.registry
     async with ffmpeg(nginx.rtmp_port, sid, f"token={publish_token(SECRET, sid)}", "640x360") as p:
-        await poll(lambda: registry.is_active(sid), "active")
+        await wait_for(lambda: registry.is_active(sid), what="active")
         first = await registry.get(sid)
-        await poll(lambda: service.sample(f"{LATENCY}_count", quality="360p") >= 10, "frames")
+        await wait_for(
+            lambda: service.sample(f"{LATENCY}_count", quality="360p") >= 10, what="frames"
+        )
         await service.component.stop_receiver()
         interrupted = await registry.get(sid)
         assert interrupted is not None and interrupted.state == "interrupted"
@@ -256,17 +222,19 @@ async def test_receiver_restart_mid_broadcast_keeps_one_stream(
             record = await registry.get(sid)
             return record is not None and record.state == "active"
 
-        await poll(active_again, "re-push taken back", limit=8.0)
+        await wait_for(active_again, what="re-push taken back", within=8.0)
         again = await registry.get(sid)
         assert again is not None and first is not None
         assert again.started_at == first.started_at
         before = service.sample(f"{LATENCY}_count", quality="360p")
-        await poll(
+        await wait_for(
             lambda: service.sample(f"{LATENCY}_count", quality="360p") > before + 10,
-            "frames after the re-push",
+            what="frames after the re-push",
         )
         await stop_ffmpeg(p)
-        await poll(lambda: service.sample(f"{DURATION}_count", stream_type="live") == 1, "end")
+        await wait_for(
+            lambda: service.sample(f"{DURATION}_count", stream_type="live") == 1, what="end"
+        )
     assert not await registry.is_active(sid)
     assert service.errors("rtmp_connection_failed") == 0
     assert service.sample(ACTIVE, region="test-1") == 0

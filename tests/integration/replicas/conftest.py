@@ -2,31 +2,26 @@
 sharing one Redis, in this process (each with its own StreamingMetrics on a fresh
 CollectorRegistry) or as ``nova-streaming serve`` subprocesses (to SIGKILL or SIGSTOP).
 
-Redis, the crafted RTMP publisher and nginx come from the sibling conftests: under
-``--import-mode=importlib`` a conftest is not importable by name, so the two files are
-loaded by path and their fixtures re-exported here (one implementation of each).
+Redis and the crafted RTMP publishers come from the parent conftest's fixtures; the
+servers behind them, nginx and the in-process uvicorn runner from ``nova_testing``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from prometheus_client import CollectorRegistry
 
 from nova_streaming.app import create_app
@@ -35,31 +30,12 @@ from nova_streaming.ingest.extension import ingest_component
 from nova_streaming.ingest.nginx_conf import NginxRtmpConfig, write_nginx_config
 from nova_streaming.runner import uvicorn_config
 from nova_streaming.settings import Settings
+from nova_testing.nginx import NginxProcess, run_nginx
+from nova_testing.ports import free_port
+from nova_testing.redis_server import RedisServer
+from nova_testing.rtmp_publisher import RtmpPublisher
+from nova_testing.uvicorn_server import UvicornServer
 from streaming_metrics import StreamingMetrics
-
-_HERE = Path(__file__).resolve().parent
-
-
-def _sibling(name: str) -> ModuleType:
-    path = _HERE.parent / name / "conftest.py"
-    spec = importlib.util.spec_from_file_location(f"_nova_replicas_{name}_conftest", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-_service = _sibling("service")
-_ingest = _sibling("ingest")
-
-# Re-exported fixtures and helpers (see the module docstring).
-redis_server = _service.redis_server
-publishers = _ingest.publishers
-RedisServer = _service.RedisServer
-RtmpPublisher = _ingest.RtmpPublisher
-run_nginx = _ingest.run_nginx
-free_port: Callable[[], int] = _service.free_port
 
 SECRET = "replicas-test-secret"
 REGION = "test-1"
@@ -104,16 +80,14 @@ class Replica:
         self.service = self.app.state.service
         self.registry = self.service.registry
         self.component = ingest_component(self.app)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = int(self.sock.getsockname()[1])
-        self.server = uvicorn.Server(uvicorn_config(self.app, settings, log_level="warning"))
-        self.task: asyncio.Task[None] | None = None
+        self.server = UvicornServer(
+            uvicorn_config(self.app, settings, log_level="warning"), name="replica"
+        )
+        self.port = self.server.port
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.server.http
 
     @property
     def ingest_port(self) -> int:
@@ -126,23 +100,10 @@ class Replica:
         return self.metrics.registry.get_sample_value(name, labels)
 
     async def start(self) -> None:
-        self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if self.task.done():
-                self.task.result()
-                raise RuntimeError("replica exited during start")
-            if time.monotonic() > deadline:
-                raise RuntimeError("replica did not start")
-            await asyncio.sleep(0.01)
+        await self.server.start()
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-            self.task = None
-        self.sock.close()
+        await self.server.stop()
 
 
 class ReplicaProcess:
@@ -229,8 +190,8 @@ class Cluster:
 
     def __init__(
         self,
-        redis: Any,
-        publishers: Callable[[int], Awaitable[Any]],
+        redis: RedisServer,
+        publishers: Callable[[int], Awaitable[RtmpPublisher]],
         stack: contextlib.ExitStack,
         tmp_path: Path,
     ) -> None:
@@ -255,11 +216,11 @@ class Cluster:
         await proc.ready()
         return proc
 
-    async def publisher(self, port: int) -> Any:
+    async def publisher(self, port: int) -> RtmpPublisher:
         """A crafted RTMP publisher connected to ``port`` (closed at teardown)."""
         return await self._publishers(port)
 
-    def nginx(self, callback_base: str, push_port: int) -> Any:
+    def nginx(self, callback_base: str, push_port: int) -> NginxProcess:
         """nginx-rtmp calling back ``callback_base`` and pushing to ``push_port``."""
         prefix = self._tmp / f"nginx-{push_port}"
         rtmp_port, stat_port = free_port(), free_port()
@@ -286,7 +247,9 @@ class Cluster:
 
 @pytest.fixture
 async def cluster(
-    redis_server: Any, publishers: Callable[[int], Awaitable[Any]], tmp_path: Path
+    redis_server: RedisServer,
+    publishers: Callable[[int], Awaitable[RtmpPublisher]],
+    tmp_path: Path,
 ) -> AsyncIterator[Cluster]:
     """Replicas (in-process and subprocess), nginx and publishers on one fresh Redis."""
     stack = contextlib.ExitStack()

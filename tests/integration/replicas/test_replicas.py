@@ -12,7 +12,7 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -21,6 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
 from nova_streaming.tokens import publish_token
+from nova_testing.ffmpeg import ffmpeg, stop_ffmpeg
+from nova_testing.waiting import wait_for
 from streaming_metrics import definitions as d
 
 pytestmark = pytest.mark.slow
@@ -70,20 +72,6 @@ def count(replica: Any, name: str, **labels: str) -> float:
     return float(replica.sample(name, **labels) or 0.0)
 
 
-async def wait_for(condition: Callable[[], Any], *, within: float = 20.0, what: str = "") -> Any:
-    """Poll ``condition`` (sync or async) until truthy; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or 'condition'}")
-        await asyncio.sleep(0.02)
-
-
 async def post(base: str, path: str, body: str) -> int:
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
         response = await client.post(
@@ -121,35 +109,13 @@ async def until_ended(ws: ClientConnection) -> dict[str, Any]:
     return msg
 
 
-@contextlib.asynccontextmanager
-async def ffmpeg(
-    rtmp_port: int, name: str, secret: str, fps: int = 15
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """ffmpeg publishing a small test pattern and a tone as ``name`` through nginx;
-    always stopped."""
+def relay_ffmpeg(
+    rtmp_port: int, name: str, secret: str
+) -> contextlib.AbstractAsyncContextManager[asyncio.subprocess.Process]:
+    """ffmpeg publishing a small 15 fps pattern as ``name`` through nginx, with the token
+    of its stream (``name`` may carry a ``_quality`` suffix); always stopped."""
     token = publish_token(secret, name.split("_", 1)[0])
-    proc = await asyncio.create_subprocess_exec(
-        *("ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin"),
-        *("-re", "-f", "lavfi", "-i", f"testsrc2=size=320x240:rate={fps}"),
-        *("-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=22050"),
-        *("-t", "120", "-c:v", "libx264", "-preset", "ultrafast"),
-        *("-tune", "zerolatency", "-g", str(fps), "-b:v", "300k", "-c:a", "aac"),
-        *("-f", "flv", f"rtmp://127.0.0.1:{rtmp_port}/live/{name}?token={token}"),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        yield proc
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-
-
-async def stop_ffmpeg(proc: asyncio.subprocess.Process) -> None:
-    """Stop ffmpeg the way a broadcaster quits (SIGINT closes the RTMP connection)."""
-    proc.send_signal(signal.SIGINT)
-    await asyncio.wait_for(proc.wait(), 20)
+    return ffmpeg(rtmp_port, name, f"token={token}", seconds=120, fps=15, bitrate="300k")
 
 
 @contextlib.asynccontextmanager
@@ -193,7 +159,7 @@ async def test_publish_authorized_on_one_replica_is_owned_and_ended_by_the_recei
     b = await cluster.replica()
     nginx = cluster.nginx(a.http, b.ingest_port)
     sid = str(uuid.uuid4())
-    async with ffmpeg(nginx.rtmp_port, sid, cluster.secret) as proc:
+    async with relay_ffmpeg(nginx.rtmp_port, sid, cluster.secret) as proc:
         await wait_for(lambda: sid in b.registry.owned(), what="B owns the relayed stream")
         assert sid not in a.registry.owned()
         assert await a.registry.authorization(sid) == "live"
@@ -406,8 +372,8 @@ async def test_two_renditions_are_one_stream_with_a_bitrate_per_quality(cluster:
         return {s.stream_name for s in b.component.receiver.sessions if s.stream_id == sid}
 
     async with (
-        ffmpeg(nginx.rtmp_port, f"{sid}_720p", cluster.secret) as p720,
-        ffmpeg(nginx.rtmp_port, f"{sid}_1080p", cluster.secret) as p1080,
+        relay_ffmpeg(nginx.rtmp_port, f"{sid}_720p", cluster.secret) as p720,
+        relay_ffmpeg(nginx.rtmp_port, f"{sid}_1080p", cluster.secret) as p1080,
     ):
         await wait_for(lambda: len(relays()) == 2, what="both renditions relayed to B")
         await wait_for(lambda: sid in b.registry.owned(), what="B owns the stream")

@@ -1,107 +1,30 @@
-"""Fixtures for the service tests: Redis on a free loopback port, in-process replicas
-served by uvicorn on free ports, and helpers to wait on conditions."""
+"""Fixtures for the service tests: in-process replicas served by uvicorn on free ports,
+both presence engines, and helpers to wait on conditions (Redis comes from the parent
+conftest)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 import itertools
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
-import redis
-import uvicorn
 from prometheus_client import CollectorRegistry
 
 from nova_streaming.app import create_app
 from nova_streaming.runner import uvicorn_config
 from nova_streaming.service import Service
 from nova_streaming.settings import Settings
+from nova_testing.ports import free_port
+from nova_testing.redis_server import RedisServer
+from nova_testing.uvicorn_server import UvicornServer
+from nova_testing.waiting import wait_for
 from streaming_metrics import StreamingMetrics
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 _replica_ids = itertools.count(1)
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (bind 0, read, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """A throwaway redis-server on 127.0.0.1 (no persistence), restartable on its port."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="nova-redis-")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5)
-        try:
-            while True:
-                try:
-                    if client.ping():
-                        return
-                except redis.RedisError:
-                    if self.proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"redis-server did not start on {self.port}") from None
-                    time.sleep(0.02)
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True)
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A fresh Redis per test, always stopped."""
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.dir, ignore_errors=True)
 
 
 def build_settings(**changes: Any) -> Settings:
@@ -141,18 +64,14 @@ class Replica:
         self.app = create_app(settings, metrics=self.metrics)
         self.service: Service = self.app.state.service
         self.settings = settings
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = int(self.sock.getsockname()[1])
         config = uvicorn_config(self.app, settings, log_level="warning")
         config.backlog = 4096
-        self.server = uvicorn.Server(config)
-        self.task: asyncio.Task[None] | None = None
+        self.server = UvicornServer(config, name="replica")
+        self.port = self.server.port
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.server.http
 
     def ws(self, stream_id: str) -> str:
         return f"ws://127.0.0.1:{self.port}/ws/streams/{stream_id}"
@@ -161,24 +80,10 @@ class Replica:
         return self.metrics.registry.get_sample_value(name, labels or {})
 
     async def start(self) -> None:
-        self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if self.task.done():
-                self.task.result()
-                raise RuntimeError("replica exited during start")
-            if time.monotonic() > deadline:
-                raise RuntimeError("replica did not start")
-            await asyncio.sleep(0.01)
+        await self.server.start()
 
     async def stop(self) -> None:
-        if self.task is None:
-            return
-        self.server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-        self.task = None
-        self.sock.close()
+        await self.server.stop()
 
     async def get(self, path: str) -> httpx.Response:
         async with httpx.AsyncClient(base_url=self.http, timeout=5) as client:
@@ -212,24 +117,6 @@ def engine(request: pytest.FixtureRequest) -> dict[str, Any]:
     return {"presence": "redis", "redis_url": server.url}
 
 
-async def wait_for(
-    condition: Callable[[], Any], *, within: float = 10.0, message: str = "condition"
-) -> Any:
-    """Poll ``condition`` (sync or async) until truthy; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        last = result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message} (last: {last!r})")
-        await asyncio.sleep(0.02)
-
-
 @pytest.fixture
 def new_stream_id() -> Callable[[], str]:
     """Fresh stream UUIDs."""
@@ -238,8 +125,8 @@ def new_stream_id() -> Callable[[], str]:
 
 @pytest.fixture
 def wait() -> Callable[..., Awaitable[Any]]:
-    """``await wait(lambda: cond, message=...)``: poll with a deadline."""
-    return wait_for
+    """``await wait(lambda: cond, what=...)``: poll with a deadline (10 s by default)."""
+    return functools.partial(wait_for, within=10.0)
 
 
 @pytest.fixture

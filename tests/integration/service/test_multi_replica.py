@@ -86,7 +86,7 @@ async def test_two_replicas_share_counts_and_export_by_role(
             assert replica.service.presence.global_count(sid) == 5
         await wait(
             lambda: owner.sample(d.PEAK_VIEWERS.name, {"stream_id": sid}) == 5.0,
-            message="owner peak from the global count",
+            what="owner peak from the global count",
         )
         api = (await other.get(f"/api/v1/streams/{sid}")).json()
         assert api["viewers"] == 5 and api["region"] == "test-1"
@@ -118,7 +118,7 @@ async def test_two_replicas_share_counts_and_export_by_role(
     for replica in (owner, other):
         await wait(
             lambda r=replica: r.sample(d.WEBSOCKET_CONNECTIONS.name, {"stream_id": sid}) == 0.0,
-            message="connections released",
+            what="connections released",
         )
 
 
@@ -167,7 +167,7 @@ async def wait_http(url: str, wait: Wait) -> None:
         except httpx.HTTPError:
             return False
 
-    await wait(up, within=20, message=f"{url} up")
+    await wait(up, within=20, what=f"{url} up")
 
 
 async def test_killed_replica_viewers_leave_the_global_count(
@@ -200,7 +200,7 @@ async def test_killed_replica_viewers_leave_the_global_count(
             await wait(
                 lambda: owner.service.presence.global_count(sid) == 1,
                 within=1.6 + 3.0,
-                message="dead replica's viewers expired",
+                what="dead replica's viewers expired",
             )
             assert loop.time() - killed_at < 1.6 + 3.0
             await asyncio.wait_for(until_count(local, 1), 10)
@@ -233,9 +233,7 @@ async def test_redis_outage_keeps_serving_and_converges(
             await asyncio.wait_for(until_count(ws, 4), 10)
         redis_server.stop()
         for replica in (a, b):
-            await wait(
-                lambda r=replica: _status(r, "/readyz", 503), message="not ready during outage"
-            )
+            await wait(lambda r=replica: _status(r, "/readyz", 503), what="not ready during outage")
         errors = b.sample("nova_streaming_presence_errors_total", {"operation": "heartbeat"})
         assert errors is not None and errors > 0
         assert b.sample("nova_streaming_presence_up") == 0.0
@@ -248,11 +246,11 @@ async def test_redis_outage_keeps_serving_and_converges(
 
         redis_server.start()
         for replica in (a, b):
-            await wait(lambda r=replica: _status(r, "/readyz", 200), message="ready again")
+            await wait(lambda r=replica: _status(r, "/readyz", 200), what="ready again")
         for replica in (a, b):
             await wait(
                 lambda r=replica: r.service.presence.global_count(sid) == 4,
-                message="converged global count",
+                what="converged global count",
             )
         assert await b.service.registry.is_active(sid)
         for ws in clients:

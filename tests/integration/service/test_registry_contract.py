@@ -112,7 +112,7 @@ async def test_interrupt_without_repush_ends_after_grace(
     sid = new_stream_id()
     await registry.start(sid, "test-1", "live")
     assert await registry.interrupt(sid, 0.3, reason="rtmp_connection_failed")
-    await wait(lambda: events, message="grace end")
+    await wait(lambda: events, what="grace end")
     assert events[0].reason == "rtmp_connection_failed"
     assert not await registry.is_active(sid)
     assert duration_count(replica) == 1.0
@@ -137,7 +137,7 @@ async def test_authorization_reaches_the_receiver_and_expires(
     assert await registry.authorization(sid) is None
     await registry.authorize(sid, "pre-recorded", 0.3)
     assert await registry.authorization(sid) == "pre-recorded"
-    await wait(lambda: _is_none(registry.authorization(sid)), message="authorization expired")
+    await wait(lambda: _is_none(registry.authorization(sid)), what="authorization expired")
 
 
 async def test_bad_inputs_are_rejected(

@@ -90,8 +90,8 @@ async def test_hello_and_coalesced_viewer_counts(
             assert replica.sample(d.PEAK_VIEWERS.name, {"stream_id": sid}) == 2.0
         update = await recv_until(first, lambda m: m["type"] == "viewers")
         assert update["viewers"] == 1
-        await wait(lambda: connections(replica, sid) == 1.0, message="one viewer left")
-    await wait(lambda: connections(replica, sid) == 0.0, message="no viewers")
+        await wait(lambda: connections(replica, sid) == 1.0, what="one viewer left")
+    await wait(lambda: connections(replica, sid) == 0.0, what="no viewers")
     assert replica.sample(d.PEAK_VIEWERS.name, {"stream_id": sid}) == 2.0
     assert replica.service.presence.global_count(sid) == 0
 
@@ -117,7 +117,7 @@ async def test_stream_ended_while_watching(
         for ws in clients:
             await ws.close()
     assert await replica.service.registry.end(sid) is False
-    await wait(lambda: connections(replica, sid) == 0.0, message="viewers uncounted")
+    await wait(lambda: connections(replica, sid) == 0.0, what="viewers uncounted")
     labels = {"stream_type": "live"}
     assert replica.sample(d.STREAM_DURATION_SECONDS.name + "_count", labels) == 1.0
     assert replica.sample(d.VIEWERS_TOTAL.name + "_sum", {"region": "test-1"}) == 3.0
@@ -174,14 +174,12 @@ async def test_client_that_never_reads_is_dropped(
             churner = asyncio.create_task(churn())
             try:
                 # Reader + stuck are 2 at least; 1 only once the stuck one is gone.
-                await wait(
-                    lambda: replica.service.hub.total == 1, within=15, message="stuck dropped"
-                )
+                await wait(lambda: replica.service.hub.total == 1, within=15, what="stuck dropped")
             finally:
                 churner.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await churner
-            await wait(lambda: connections(replica, sid) == 1.0, message="only the reader")
+            await wait(lambda: connections(replica, sid) == 1.0, what="only the reader")
             assert replica.service.hub.local_viewers(sid) == 1
             await recv_until(reader, lambda m: m["type"] == "viewers" and m["viewers"] == 1)
     finally:
@@ -238,15 +236,15 @@ async def test_thousand_concurrent_joins_and_leaves_are_exact(
     await asyncio.wait_for(all_joined.wait(), 120)
     expected = {sid: n // 2 - n // 8 for sid in streams}
     for sid in streams:
-        await wait(lambda s=sid: connections(replica, s) == float(expected[s]), message="joins")
+        await wait(lambda s=sid: connections(replica, s) == float(expected[s]), what="joins")
         await wait(
             lambda s=sid: replica.service.presence.global_count(s) == expected[s],
-            message="global count",
+            what="global count",
         )
     hold.set()
     await asyncio.gather(*tasks)
     for sid in streams:
-        await wait(lambda s=sid: connections(replica, s) == 0.0, message="all left")
+        await wait(lambda s=sid: connections(replica, s) == 0.0, what="all left")
         assert replica.service.presence.global_count(sid) == 0
         peak = replica.sample(d.PEAK_VIEWERS.name, {"stream_id": sid})
         assert peak is not None and expected[sid] <= peak <= n // 2
@@ -273,6 +271,6 @@ async def test_viewer_messages_are_discarded_and_oversize_ones_close_it(
         assert connections(replica, sid) == 2.0
         await chatty.send("y" * (64 * 1024 + 1))
         assert await close_code(chatty) == 1009
-        await wait(lambda: connections(replica, sid) == 1.0, message="oversize viewer uncounted")
+        await wait(lambda: connections(replica, sid) == 1.0, what="oversize viewer uncounted")
         assert replica.service.hub.total == 1
         await asyncio.wait_for(await quiet.ping(), 10)
