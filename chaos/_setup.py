@@ -16,12 +16,16 @@ def world(ctx: Context, name: str, **kwargs: Any) -> World:
 
 async def live(world: World, streams: int, viewers: int) -> list[Broadcast]:
     """Start ``streams`` broadcasts and hold ``viewers`` viewers on each (round robin
-    over the replicas); returns once every viewer is open."""
+    over the replicas); returns once every viewer is open and every replica reports
+    the clients' count (so the counts are in Redis before any fault)."""
     broadcasts = [await world.broadcast() for _ in range(streams)]
     for b in broadcasts:
         reply = await world.fleet_cmd({"cmd": "hold", "stream": b.stream_id, "n": viewers})
         if not reply["settled"]:
             raise RuntimeError(f"chaos: viewers of {b.stream_id} did not all connect: {reply}")
+    ok, _, last = await world.converge([b.stream_id for b in broadcasts], within=60)
+    if not ok:
+        raise RuntimeError(f"chaos: counts wrong before any fault: {last}")
     return broadcasts
 
 

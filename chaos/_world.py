@@ -416,6 +416,17 @@ class World:
                 return True
         return False
 
+    async def stream_states(self, sid: str) -> set[str]:
+        """The stream's ``state`` (active, interrupted) as the live replicas report it."""
+        states = set()
+        for slot in self.live_slots():
+            response = await self._get(f"{slot.http}/api/v1/streams/{sid}")
+            if response is not None and response.status_code == 200:
+                states.add(str(response.json().get("state")))
+            else:
+                states.add("absent" if response is not None else "unreachable")
+        return states
+
     async def api_viewers(self, sid: str) -> dict[str, int | None]:
         """The global viewer count of ``sid`` as each live replica's API reports it."""
         out: dict[str, int | None] = {}

@@ -7,6 +7,7 @@ import time
 from chaos._invariants import end_streams, figures, one_owner, viewer_count
 from chaos._report import Check, Context
 from chaos._setup import live, owner_of, world
+from chaos._world import Timings
 
 ORDER = 12
 TITLE = "replica restarted, same id"
@@ -20,7 +21,10 @@ FAULT = (
 
 async def run(ctx: Context) -> list[Check]:
     viewers = ctx.pick(full=600, short=60)
-    async with world(ctx, "restart-same-id", replicas=3, start=False) as w:
+    # A TTL longer than a restart takes (about 2 s here): the new incarnation is up
+    # while the old one's heartbeat would still be alive, as with the default 15 s.
+    timings = Timings(presence_ttl=8.0)
+    async with world(ctx, "restart-same-id", replicas=3, start=False, timings=timings) as w:
         for slot in w.slots:
             await w.start_replica(slot, replica_id=f"chaos-replica-{slot.index}")
         await w.start_rest()
