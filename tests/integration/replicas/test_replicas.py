@@ -229,7 +229,7 @@ async def test_owner_killed_mid_broadcast_is_taken_over_keeping_its_start(cluste
             redis = cluster.redis.client()
             try:
                 await wait_for(
-                    lambda: redis.hget(f"nova:stream:{sid}", "orphaned_at") is not None,
+                    lambda: redis.hget(f"nova:stream:{{{sid}}}", "orphaned") == "1",
                     what="the owner seen dead",
                 )
             finally:
