@@ -1,9 +1,8 @@
-"""A throwaway Redis Cluster on loopback: Debian's redis-server in cluster mode.
+"""A throwaway Redis Cluster: Debian's redis-server in cluster mode on free loopback ports.
 
-``masters`` masters and one replica each, every node on a free port with its cluster
-bus on another free port (``cluster-port``, so nothing assumes port + 10000 is free),
-created with ``redis-cli --cluster create``. A master can be killed to make its replica
-take over.
+``redis-cli --cluster create`` joins the nodes (with ``replicas`` replicas per master);
+every node process is recorded so a test can kill one by PID (a master failover) and
+teardown stops exactly what was started.
 """
 
 from __future__ import annotations
@@ -16,155 +15,209 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from redis.cluster import RedisCluster
 
 from nova_testing.ports import free_port
+from nova_testing.redis_server import REDIS_SERVER
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
-NODE_TIMEOUT_MS = 1000
 
 
 @dataclass
-class ClusterNode:
-    """One redis-server of the cluster."""
+class ClusterNodeProcess:
+    """One redis-server of the cluster: its client port, bus port and process."""
 
     port: int
     bus_port: int
-    dir: Path
     proc: subprocess.Popen[bytes] | None = None
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True)
+        return redis.Redis(
+            host="127.0.0.1", port=self.port, decode_responses=True, socket_timeout=2
+        )
 
-    def role(self) -> str:
-        """``master`` or ``slave`` as the node itself says."""
-        with self.client() as client:
-            return str(client.info("replication")["role"])
+    def kill(self) -> None:
+        """SIGKILL this node (by the PID this fixture started) and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
 
 
 class RedisClusterServer:
-    """A local Redis Cluster (``masters`` masters + as many replicas), always cleaned up.
+    """``masters`` masters with ``replicas`` replicas each, on 127.0.0.1.
 
     Example::
 
-        cluster = RedisClusterServer()
+        cluster = RedisClusterServer(masters=3)
         cluster.start()
         try:
-            cluster.client().set("a", 1)
-            cluster.kill_master()          # its replica is promoted
+            print(cluster.url)          # redis+cluster://127.0.0.1:p1,127.0.0.1:p2,...
         finally:
             cluster.stop()
     """
 
-    def __init__(self, masters: int = 3, replicas_per_master: int = 1) -> None:
+    def __init__(self, *, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 1000) -> None:
         self.masters = masters
-        self.replicas_per_master = replicas_per_master
-        self.root = Path(tempfile.mkdtemp(prefix="nova-redis-cluster-"))
-        self.nodes: list[ClusterNode] = []
-        for i in range(masters * (1 + replicas_per_master)):
-            node_dir = self.root / f"node-{i}"
-            node_dir.mkdir()
-            self.nodes.append(ClusterNode(free_port(), free_port(), node_dir))
+        self.replicas = replicas
+        self.node_timeout_ms = node_timeout_ms
+        self.dir = Path(tempfile.mkdtemp(prefix="nova-redis-cluster-"))
+        self.nodes: list[ClusterNodeProcess] = []
+        ports: set[int] = set()
+        while len(self.nodes) < masters * (1 + replicas):
+            port, bus = free_port(), free_port()
+            if port == bus or {port, bus} & ports:
+                continue
+            ports |= {port, bus}
+            self.nodes.append(ClusterNodeProcess(port, bus))
 
     @property
     def url(self) -> str:
-        """A seed URL: any node (redis-py discovers the others)."""
-        return f"redis://127.0.0.1:{self.nodes[0].port}/0"
+        """The service's ``NOVA_REDIS_URL`` for this cluster (every node a startup node)."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
 
-    def _start_node(self, node: ClusterNode) -> None:
+    def start(self) -> None:
+        """Start every node, create the cluster and wait until every node reports ok."""
+        try:
+            for node in self.nodes:
+                self._start_node(node)
+            for node in self.nodes:
+                self._wait_ping(node)
+            subprocess.run(
+                [
+                    REDIS_CLI,
+                    "--cluster",
+                    "create",
+                    *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                    "--cluster-replicas",
+                    str(self.replicas),
+                    "--cluster-yes",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            self.wait_ok(self.nodes)
+            if self.replicas:
+                self._wait_replicas_synced()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_node(self, node: ClusterNodeProcess) -> None:
+        workdir = self.dir / str(node.port)
+        workdir.mkdir(parents=True, exist_ok=True)
         node.proc = subprocess.Popen(
             [
                 REDIS_SERVER,
-                *("--port", str(node.port), "--bind", "127.0.0.1"),
-                *("--cluster-enabled", "yes", "--cluster-port", str(node.bus_port)),
-                *("--cluster-config-file", str(node.dir / "nodes.conf")),
-                *("--cluster-node-timeout", str(NODE_TIMEOUT_MS)),
-                *("--save", "", "--appendonly", "no", "--dir", str(node.dir)),
+                "--port",
+                str(node.port),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-port",
+                str(node.bus_port),
+                "--cluster-config-file",
+                str(workdir / "nodes.conf"),
+                "--cluster-node-timeout",
+                str(self.node_timeout_ms),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
 
-    def start(self, within: float = 60.0) -> None:
-        """Start every node, create the cluster and wait until it reports ``ok``."""
-        for node in self.nodes:
-            self._start_node(node)
+    @staticmethod
+    def _wait_ping(node: ClusterNodeProcess) -> None:
+        deadline = time.monotonic() + 10
+        client = node.client()
+        try:
+            while True:
+                try:
+                    if client.ping():
+                        return
+                except redis.RedisError:
+                    if node.proc is None or node.proc.poll() is not None:
+                        raise RuntimeError(f"redis-server did not start on {node.port}") from None
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"redis-server did not answer on {node.port}") from None
+                    time.sleep(0.02)
+        finally:
+            client.close()
+
+    @staticmethod
+    def wait_ok(nodes: list[ClusterNodeProcess], within: float = 30.0) -> None:
+        """Wait until each of ``nodes`` reports ``cluster_state:ok`` with all slots served."""
+        deadline = time.monotonic() + within
+        for node in nodes:
+            client = node.client()
+            try:
+                while True:
+                    try:
+                        info = client.cluster("info")
+                        if isinstance(info, str):  # older redis-py: the raw text
+                            info = dict(line.split(":", 1) for line in info.split() if ":" in line)
+                        state, slots = info.get("cluster_state"), info.get("cluster_slots_ok")
+                        if state == "ok" and str(slots) == "16384":
+                            break
+                    except redis.RedisError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"cluster not ok on {node.port}")
+                    time.sleep(0.05)
+            finally:
+                client.close()
+
+    def _wait_replicas_synced(self, within: float = 30.0) -> None:
         deadline = time.monotonic() + within
         for node in self.nodes:
-            self._wait(lambda n=node: n.client().ping(), deadline, f"node {node.port}")
-        subprocess.run(
-            [
-                REDIS_CLI,
-                "--cluster",
-                "create",
-                *(f"127.0.0.1:{n.port}" for n in self.nodes),
-                "--cluster-replicas",
-                str(self.replicas_per_master),
-                "--cluster-yes",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            timeout=within,
-        )
-        self.wait_ok(deadline - time.monotonic())
-
-    def _wait(self, check: object, deadline: float, what: str) -> None:
-        while True:
+            client = node.client()
             try:
-                if callable(check) and check():
-                    return
+                while True:
+                    info = client.info("replication")
+                    if info.get("role") == "master" or info.get("master_link_status") == "up":
+                        break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"replica {node.port} never synced")
+                    time.sleep(0.05)
+            finally:
+                client.close()
+
+    def master_of(self, key: str) -> ClusterNodeProcess:
+        """The node serving ``key``'s slot now (asked of any live node)."""
+        for node in self.live_nodes():
+            client = node.client()
+            try:
+                slot = int(client.cluster("keyslot", key))
+                for start, end, primary, *_ in client.cluster("slots"):
+                    if int(start) <= slot <= int(end):
+                        port = int(primary[1])
+                        return next(n for n in self.nodes if n.port == port)
             except redis.RedisError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"redis cluster: timed out waiting for {what}")
-            time.sleep(0.05)
+                continue
+            finally:
+                client.close()
+        raise RuntimeError(f"no live node knows the master of {key!r}")
 
-    def wait_ok(self, within: float = 30.0) -> None:
-        """Wait until every live node reports ``cluster_state:ok`` and all slots served."""
-        deadline = time.monotonic() + max(within, 1.0)
-
-        def ok() -> bool:
-            for node in self.live_nodes():
-                with node.client() as client:
-                    info = client.cluster("info")
-                    state = info.get("cluster_state") if isinstance(info, dict) else None
-                    if state != "ok":
-                        return False
-            return True
-
-        self._wait(ok, deadline, "cluster_state ok")
-
-    def live_nodes(self) -> list[ClusterNode]:
+    def live_nodes(self) -> list[ClusterNodeProcess]:
         return [n for n in self.nodes if n.proc is not None and n.proc.poll() is None]
 
-    def masters_now(self) -> list[ClusterNode]:
-        """Live nodes that are masters right now."""
-        return [n for n in self.live_nodes() if n.role() == "master"]
-
-    def kill_master(self, within: float = 30.0) -> ClusterNode:
-        """SIGKILL one master and wait until its replica has taken over (cluster ok)."""
-        # Not the seed node: clients started later still find the cluster through it.
-        victim = next(m for m in self.masters_now() if m is not self.nodes[0])
-        assert victim.proc is not None
-        victim.proc.kill()
-        victim.proc.wait(timeout=10)
-        victim.proc = None
-        deadline = time.monotonic() + within
-        self._wait(lambda: len(self.masters_now()) == self.masters, deadline, "failover")
-        self.wait_ok(deadline - time.monotonic())
-        return victim
-
-    def client(self) -> RedisCluster:
-        """A cluster-aware client."""
-        return RedisCluster(host="127.0.0.1", port=self.nodes[0].port, decode_responses=True)
+    def flush(self) -> None:
+        """Empty every master (between tests sharing the cluster)."""
+        for node in self.live_nodes():
+            client = node.client()
+            try:
+                if client.info("replication").get("role") == "master":
+                    client.flushall()
+            finally:
+                client.close()
 
     def stop(self) -> None:
-        """Kill every node and remove their directories."""
+        """Kill every node this fixture started and remove their files."""
         for node in self.nodes:
-            if node.proc is not None and node.proc.poll() is None:
-                node.proc.kill()
-                node.proc.wait(timeout=10)
-            node.proc = None
-        shutil.rmtree(self.root, ignore_errors=True)
+            node.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)

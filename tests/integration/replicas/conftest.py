@@ -109,7 +109,14 @@ class Replica:
 class ReplicaProcess:
     """``nova-streaming serve`` (ingest included) as a subprocess on free ports."""
 
-    def __init__(self, redis_url: str, *, replica_id: str, stream_grace: float = GRACE) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        replica_id: str,
+        stream_grace: float = GRACE,
+        presence_ttl: float = TTL,
+    ) -> None:
         self.replica_id = replica_id
         self.port, self.metrics_port, self.ingest_port = free_port(), free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("NOVA_")}
@@ -126,7 +133,7 @@ class ReplicaProcess:
                 f"--ingest-port={self.ingest_port}",
                 f"--region={REGION}",
                 f"--publish-secret={SECRET}",
-                f"--presence-ttl={TTL}",
+                f"--presence-ttl={presence_ttl}",
                 f"--stream-grace={stream_grace}",
                 "--viewer-update-interval=0.2",
                 f"--replica-id={replica_id}",
