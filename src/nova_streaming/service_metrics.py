@@ -33,7 +33,12 @@ WEBSOCKET_DROPPED: Final = "nova_streaming_websocket_dropped_total"
 
 # Operations against the shared presence/registry backend (Redis) that can fail.
 PRESENCE_OPERATIONS: Final = ("heartbeat", "sync", "read", "registry", "events")
-WEBSOCKET_REJECT_REASONS: Final = ("invalid_stream_id", "stream_not_active", "over_capacity")
+WEBSOCKET_REJECT_REASONS: Final = (
+    "invalid_stream_id",
+    "stream_not_active",
+    "over_capacity",
+    "shutting_down",
+)
 WEBSOCKET_DROP_REASONS: Final = ("slow_consumer",)
 
 
