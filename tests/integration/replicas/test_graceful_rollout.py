@@ -248,3 +248,50 @@ async def test_sigterm_drains_viewers_and_hands_the_stream_over(
         for viewer in viewers:
             await viewer.stop()
         await router.stop()
+
+
+async def test_a_stream_nobody_takes_over_does_not_hold_the_exit_past_the_grace(
+    cluster: Any, tmp_path: Path
+) -> None:
+    """Alone on Redis, the owner of a relayed stream gets SIGTERM: no replica re-pushes,
+    so the drain waits for the take-over only until its deadline, then the process
+    exits by itself within its grace, leaving the stream interrupted (not ended) for a
+    later re-push or the survivors' reaper."""
+    grace = 4.0
+    log = tmp_path / "alone.log"
+    alone = await cluster.process(
+        "rollout-alone",
+        stream_grace=60.0,
+        extra_args=[f"--shutdown-grace={grace:g}", "--log-level=info"],
+        log=log,
+    )
+    sid = str(uuid.uuid4())
+    form = f"app=live&addr=127.0.0.1&call=publish&name={sid}&type=live"
+    form += f"&token={publish_token(cluster.secret, sid)}"
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.post(
+            f"{alone.http}/rtmp/on_publish",
+            content=form,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+    assert response.status_code == 200
+    relay = await cluster.publisher(alone.ingest_port)
+    await relay.publish(sid)
+    relay.video_config(0)
+    relay.video(0, size=500, keyframe=True)
+    await relay.drain()
+
+    async def owned() -> bool:
+        return value(await scrape(alone), d.ACTIVE_STREAMS.name, region=REGION) == 1
+
+    await wait_for(owned, what="the replica owns the stream")
+    alone.signal(signal.SIGTERM)
+    await wait_for(lambda: alone.proc.poll() is not None, within=grace + 5, what="exit")
+    assert alone.proc.returncode == -signal.SIGTERM
+    text = log.read_text()
+    assert "drain over with 1 stream(s) not taken over" in text, text
+    assert "Traceback" not in text, text
+    # The next replica sees the stream interrupted (waiting for a re-push), not ended.
+    later = await cluster.process("rollout-later", stream_grace=60.0)
+    record = await stream_api(later, sid)
+    assert record is not None and record["state"] == "interrupted"
