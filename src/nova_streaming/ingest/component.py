@@ -209,6 +209,16 @@ class IngestComponent:
             await receiver.stop()
             await self._drain()
 
+    async def hand_over(self) -> set[str]:
+        """Graceful shutdown: close every relay WITHOUT ending its stream. Each stream
+        becomes interrupted (the registry's grace), nginx re-pushes it (behind a Service,
+        to another replica) and the replica that receives it takes it over keeping its
+        start time. Returns the streams interrupted here, waiting for that re-push; the
+        receiver is closed, so no relay comes back to this replica."""
+        publishing = {s.stream_id for key, s in self._sessions.items() if key in self._started}
+        await self.stop_receiver()
+        return publishing & self._interrupted
+
     async def _drain(self) -> set[asyncio.Task[None]]:
         """Wait (up to 5 s) for the queued registry steps; return those still running."""
         pending = [t for t in self._tasks if not t.done()]
