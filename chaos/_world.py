@@ -41,7 +41,7 @@ from chaos._balancer import Balancer
 from chaos._ledger import Ledger
 from nova_streaming.ingest.nginx_conf import NginxRtmpConfig, write_nginx_config
 from nova_streaming.stack.broadcasters import BroadcasterSpec, ffmpeg_argv, publish_url
-from nova_streaming.stack.supervisor import Child, Supervisor, http_ready
+from nova_streaming.stack.supervisor import Child, ProcessStartError, Supervisor, http_ready
 from nova_streaming.tokens import publish_token
 from nova_testing.nginx import NginxProcess, run_nginx
 from nova_testing.ports import free_port
@@ -57,6 +57,7 @@ FINAL_VIEWERS = d.VIEWERS_TOTAL.name
 ACTIVE = d.ACTIVE_STREAMS.name
 INFO = d.STREAM_INFO.name
 # A tiny picture: the broadcasters are load on a 2-core machine, not what is measured.
+PORT_ATTEMPTS = 4
 SPEC = BroadcasterSpec("chaos", 160, 96, fps=10, video_kbps=100, viewers=0)
 
 
@@ -186,7 +187,7 @@ class World:
 
     def _start_redis(self) -> None:
         if self.redis_kind == "cluster":
-            self.cluster = RedisClusterServer()
+            self.cluster = RedisClusterServer(masters=3, replicas=1)
             self.cluster.start()
         else:
             self.redis = RedisServer()
@@ -257,20 +258,34 @@ class World:
         ``replica_id``: an explicit ``NOVA_REPLICA_ID`` (the same as an earlier
         incarnation's to test that case); by default none is given (the service picks).
         """
-        env = self.replica_env(slot)
-        if replica_id is not None:
-            env["NOVA_REPLICA_ID"] = replica_id
         slot.replica_id = replica_id or ""
         slot.incarnation += 1
         argv = [str(VENV_BIN / "nova-streaming"), "serve", "--log-level=warning"]
-        slot.child = await asyncio.to_thread(
-            self.supervisor.start,
-            f"replica-{slot.key}",
-            argv,
-            env=env,
-            ready=http_ready(f"{slot.http}/readyz"),
-            ready_timeout=60,
-        )
+        for attempt in range(PORT_ATTEMPTS):
+            env = self.replica_env(slot)
+            if replica_id is not None:
+                env["NOVA_REPLICA_ID"] = replica_id
+            try:
+                slot.child = await asyncio.to_thread(
+                    self.supervisor.start,
+                    f"replica-{slot.key}",
+                    argv,
+                    env=env,
+                    ready=http_ready(f"{slot.http}/readyz"),
+                    ready_timeout=60,
+                    log_name=f"replica-{slot.key}-{attempt}",
+                )
+                break
+            except ProcessStartError as exc:
+                # A free-picked port can be taken between the pick and the bind (by any
+                # outgoing connection on the machine: same ephemeral range). A first
+                # start moves to new ports; a restart waits for its own to free up.
+                if "in use" not in str(exc) or attempt == PORT_ATTEMPTS - 1:
+                    raise
+                if slot.incarnation == 1:
+                    slot.port, slot.metrics_port = free_port(), free_port()
+                    slot.ingest_port = free_port()
+                await asyncio.sleep(0.5)
         self.ledger.add(slot.key, slot.metrics_port)
         await self.ledger.scrape(slot.key)
         self._refresh_targets()
