@@ -167,6 +167,8 @@ class Conn(asyncio.Protocol):
         """Send a close frame (masked, as a client must) and close the TCP connection."""
         if self.transport is None or self.transport.is_closing():
             return
+        if self.code is None:
+            self.code = code  # closed by this side: not an abnormal close
         if self.upgraded:
             payload = code.to_bytes(2, "big")
             self.transport.write(bytes((0x88, 0x80 | len(payload))) + bytes(4) + payload)
