@@ -37,6 +37,9 @@ async def viewer_count(
     """The global viewer count of ``streams`` equals the clients' ground truth."""
     ok, _, last = await world.converge(streams, within=converge_limit(world))
     seconds = time.monotonic() - fault_at
+    count = await world.fleet_cmd({"cmd": "count"})
+    # A viewer of a live stream told "not a stream" (44xx) gives up: a lost viewer.
+    refused = {c: n for c, n in count["closes"].items() if int(c) >= 4000}
     bound = world.timings.presence_ttl + COUNT_SLACK
     checks = [
         Check(
@@ -44,7 +47,13 @@ async def viewer_count(
             "= clients' open connections on every replica",
             last,
             ok,
-        )
+        ),
+        Check(
+            f"no viewer of a live stream turned away (up to {after})",
+            "0 closes 4xxx",
+            f"{sum(refused.values())} ({refused or 'none'})",
+            not refused,
+        ),
     ]
     if ok:
         checks.append(

@@ -26,6 +26,16 @@ async def live(world: World, streams: int, viewers: int) -> list[Broadcast]:
     ok, _, last = await world.converge([b.stream_id for b in broadcasts], within=60)
     if not ok:
         raise RuntimeError(f"chaos: counts wrong before any fault: {last}")
+    count = await world.fleet_cmd({"cmd": "count"})
+    held = sum(int(count["open"].get(b.stream_id, 0)) for b in broadcasts)
+    if held != streams * viewers:
+        raise RuntimeError(
+            f"chaos: {held} of {streams * viewers} viewers held before any fault; "
+            f"close codes {count['closes']}"
+        )
+    # The figures (stall, RSS) are about the fault, not the start-up and the joins.
+    await world.probe_read(reset=True)
+    world.rss_peak.clear()
     return broadcasts
 
 
