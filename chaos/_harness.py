@@ -123,16 +123,16 @@ def merged_branches() -> str:
             if not tip:
                 parts.append(f"{branch}: unknown here")
                 continue
-            merged = (
-                subprocess.run(
-                    ["git", "merge-base", "--is-ancestor", tip, "HEAD"],
-                    cwd=ROOT,
-                    capture_output=True,
-                    timeout=10,
-                ).returncode
-                == 0
-            )
-            parts.append(f"{branch} {tip[:7]}: {'merged' if merged else 'not merged'}")
+            missing = subprocess.run(
+                ["git", "rev-list", "--count", f"HEAD..{tip}"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+            state = "merged" if missing == "0" else f"{missing} commit(s) not merged"
+            parts.append(f"{branch} (tip {tip[:7]}): {state}")
         except (OSError, subprocess.SubprocessError):
             parts.append(f"{branch}: unknown")
     return "; ".join(parts)

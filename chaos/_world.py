@@ -396,6 +396,11 @@ class World:
         b = Broadcast(sid, child)
         await self.wait(lambda: self.stream_active(sid), within=30, what=f"stream {sid} active")
         b.visible_at = time.monotonic()
+        # Viewers join once every replica knows the stream (a replica may answer from a
+        # listing snapshot up to a second old).
+        await self.wait(
+            lambda: self.stream_active(sid, everywhere=True), within=30, what=f"{sid} everywhere"
+        )
         return b
 
     async def restart_broadcaster(self, b: Broadcast) -> None:
@@ -423,13 +428,13 @@ class World:
         except httpx.HTTPError:
             return None
 
-    async def stream_active(self, sid: str) -> bool:
-        """Whether any live replica's API lists the stream as active."""
+    async def stream_active(self, sid: str, *, everywhere: bool = False) -> bool:
+        """Whether any (or every) live replica's API lists the stream as active."""
+        found = []
         for slot in self.live_slots():
             response = await self._get(f"{slot.http}/api/v1/streams/{sid}")
-            if response is not None and response.status_code == 200:
-                return True
-        return False
+            found.append(response is not None and response.status_code == 200)
+        return all(found) if everywhere else any(found)
 
     async def stream_states(self, sid: str) -> set[str]:
         """The stream's ``state`` (active, interrupted) as the live replicas report it."""

@@ -21,14 +21,13 @@ async def run(ctx: Context) -> list[Check]:
     viewers = ctx.pick(full=600, short=60)
     async with world(ctx, "replica-kill", replicas=3) as w:
         (b,) = await live(w, 1, viewers)
-        checks = await viewer_count(w, [b.stream_id], "start", time.monotonic())
         await w.ledger.scrape_all()
         owner = owner_of(w, b.stream_id)
         if owner is None:
             raise RuntimeError("chaos: no replica exports the stream")
         t_fault = time.monotonic()
         await w.kill_replica(w.slots[owner])
-        checks += await viewer_count(w, [b.stream_id], "the owner's SIGKILL", t_fault)
+        checks = await viewer_count(w, [b.stream_id], "the owner's SIGKILL", t_fault)
         checks += await one_owner(w, [b], "the owner's SIGKILL")
         checks += await end_streams(w, [b], "owner killed")
         checks += await figures(w, bound_rss_mib=250, bound_stall_ms=250)
