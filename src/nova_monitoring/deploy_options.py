@@ -48,8 +48,9 @@ class DeployOptions:
     ``replicas`` is the scaled variant's HPA minimum, ``max_replicas`` its maximum.
     ``redis`` is ``in-cluster`` (a Redis Deployment and Service for presence) or
     ``external`` (the URL read from the ``redis_url_secret`` Secret).
-    ``shutdown_grace`` is the seconds the service takes to drain on SIGTERM; the pod's
-    ``terminationGracePeriodSeconds`` covers it plus the preStop pause.
+    ``shutdown_grace`` is ``NOVA_SHUTDOWN_GRACE``, the seconds the service takes to
+    drain on SIGTERM (unready, viewers closed with 1001, streams handed over); the pod's
+    ``terminationGracePeriodSeconds`` covers it plus the preStop pause and 5 s to exit.
 
     Example::
 
@@ -74,7 +75,7 @@ class DeployOptions:
     redis: str = "in-cluster"
     redis_url_secret: str = "nova-redis-url"
     redis_url_secret_key: str = "url"
-    shutdown_grace: int = 20
+    shutdown_grace: int = 25
     pre_stop_seconds: int = 5
 
     def __post_init__(self) -> None:

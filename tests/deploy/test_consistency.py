@@ -210,12 +210,14 @@ def test_nginx_callbacks_and_push_reach_user_service_ports(built: list[Resource]
     assert f"on_publish http://user-service:{ports['http']}/" in text
 
 
-def test_termination_grace_covers_the_drain(built: list[Resource], tree: Path) -> None:
-    """terminationGracePeriodSeconds exceeds the preStop pause plus the drain time, so the
-    kubelet never SIGKILLs a replica that is still handing its viewers over."""
-    deployment = one(built, "Deployment", "nova-streaming")
-    spec = deployment["spec"]["template"]["spec"]
+def test_termination_grace_covers_the_drain(built: list[Resource]) -> None:
+    """terminationGracePeriodSeconds exceeds the preStop pause plus NOVA_SHUTDOWN_GRACE
+    (the service's drain, read from the settings the env gives), so the kubelet never
+    SIGKILLs a replica that is still handing its viewers and streams over."""
+    spec = one(built, "Deployment", "nova-streaming")["spec"]["template"]["spec"]
     container = _service_container(built)
     pause = int(container["lifecycle"]["preStop"]["exec"]["command"][1])
-    deploy = NON_DEFAULT_DEPLOY if tree.name != "k8s" else DeployOptions()
-    assert spec["terminationGracePeriodSeconds"] > pause + deploy.shutdown_grace
+    settings = Settings.from_env(_literal_env(container))
+    assert "NOVA_SHUTDOWN_GRACE" in _literal_env(container)
+    assert settings.shutdown_grace > 0
+    assert spec["terminationGracePeriodSeconds"] > pause + settings.shutdown_grace
