@@ -17,6 +17,7 @@ from nova_monitoring import sizing
 from nova_monitoring.cli import main
 from nova_monitoring.deploy_options import DeployOptions
 from nova_monitoring.options import RenderOptionsError
+from nova_streaming.settings import Settings
 from nova_testing.kustomize import kustomize_build
 from nova_testing.manifests import one
 
@@ -37,7 +38,7 @@ def test_one_command_renders_all_of_k8s(tmp_path: Path, k8s: Path) -> None:
 def test_cli_workload_options_reach_the_manifests(tmp_path: Path) -> None:
     """Pod CIDR, connections, images, ingest type and the metrics token land where they belong."""
     argv = ["render", "--manifests", "--output", str(tmp_path), "--namespace", "streaming"]
-    argv += ["--pod-cidr", "10.244.0.0/16", "--max-connections", "1000"]
+    argv += ["--pod-cidr", "10.244.0.0/16,192.168.10.0/24", "--max-connections", "1000"]
     argv += ["--service-image", "reg.example/nova:1.2.3", "--ingest-service-type", "ClusterIP"]
     argv += ["--metrics-token-secret", "nova-metrics-token", "--replicas", "3"]
     assert main(argv) == 0
@@ -45,7 +46,15 @@ def test_cli_workload_options_reach_the_manifests(tmp_path: Path) -> None:
     deployment = one(single, "Deployment", "nova-streaming")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e for e in container["env"]}
-    assert env["NOVA_TRUSTED_PEERS"]["value"] == "10.244.0.0/16"
+    assert env["NOVA_TRUSTED_PEERS"]["value"] == "10.244.0.0/16,192.168.10.0/24"
+    assert (
+        len(
+            Settings.from_env(
+                {"NOVA_TRUSTED_PEERS": env["NOVA_TRUSTED_PEERS"]["value"]}
+            ).trusted_peers
+        )
+        == 2
+    )
     assert env["NOVA_MAX_CONNECTIONS"]["value"] == "1000"
     assert env["NOVA_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "nova-metrics-token"
     assert container["image"] == "reg.example/nova:1.2.3"
@@ -59,6 +68,7 @@ def test_cli_workload_options_reach_the_manifests(tmp_path: Path) -> None:
     ("argv", "message"),
     [
         (["--pod-cidr", "10.0.0.1/8"], "pod_cidr"),
+        (["--pod-cidr", "10.0.0.0/8, 192.168.0.0/16"], "pod_cidr"),
         (["--service-image", "nova-streaming"], "service_image"),
         (["--replicas", "5", "--max-replicas", "2"], "max_replicas"),
         (["--publish-secret", "Bad_Name"], "publish_secret"),
