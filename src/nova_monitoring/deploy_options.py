@@ -76,7 +76,7 @@ class DeployOptions:
     redis: str = "in-cluster"
     redis_url_secret: str = "nova-redis-url"
     redis_url_secret_key: str = "url"
-    shutdown_grace: int = 25
+    shutdown_grace: int = 20
     pre_stop_seconds: int = 5
 
     def __post_init__(self) -> None:
