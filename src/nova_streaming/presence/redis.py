@@ -522,9 +522,7 @@ class RedisPresence:
             owned = False
             pubsub = None
             try:
-                conn, owned, nodes = subscriber(
-                    self._redis(), self._target, attempt, self._timeout
-                )
+                conn, owned, nodes = subscriber(self._redis(), self._target, attempt, self._timeout)
                 pubsub = conn.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(self.events_channel)
                 backoff = self._interval
