@@ -517,11 +517,12 @@ class RedisPresence:
     async def _events_loop(self) -> None:
         backoff = self._interval
         attempt = 0
+        nodes = 1
         while not self._stopping.is_set():
             owned = False
             pubsub = None
             try:
-                conn, owned = subscriber(self._redis(), self._target, attempt, self._timeout)
+                conn, owned, nodes = subscriber(self._redis(), self._target, attempt, self._timeout)
                 pubsub = conn.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(self.events_channel)
                 backoff = self._interval
@@ -543,6 +544,8 @@ class RedisPresence:
                 if owned:
                     with contextlib.suppress(*_ERRORS):
                         await conn.aclose()
+            if attempt % nodes != 0:
+                continue  # a Cluster node failed: try the next one at once
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
             backoff = min(backoff * 2, max(self._interval, self._settings.presence_ttl / 4))

@@ -50,16 +50,17 @@ def connect(target: RedisTarget, timeout: float) -> RedisClient:
 
 def subscriber(
     client: RedisClient, target: RedisTarget, attempt: int, timeout: float
-) -> tuple[aioredis.Redis, bool]:
-    """A connection to SUBSCRIBE on, and whether the caller must close it.
+) -> tuple[aioredis.Redis, bool, int]:
+    """A connection to SUBSCRIBE on, whether the caller must close it, and how many
+    nodes there are to try.
 
-    One node: the shared client. Cluster: a plain connection to one known node, a
-    different one on each ``attempt``, so a failed node is left for the next.
+    One node: the shared client. Cluster: a plain connection to one known node, the
+    next one on each ``attempt``, so a failed node is left for the next.
     """
     if not isinstance(client, RedisCluster):
-        return client, False
-    nodes = [(n.host, int(n.port)) for n in client.get_nodes()] or list(target.nodes)
-    host, port = sorted(nodes)[attempt % len(nodes)]
+        return client, False, 1
+    nodes = sorted({(n.host, int(n.port)) for n in client.get_nodes()} | set(target.nodes))
+    host, port = nodes[attempt % len(nodes)]
     node = aioredis.Redis(
         host=host,
         port=port,
@@ -70,4 +71,4 @@ def subscriber(
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
     )
-    return node, True
+    return node, True, len(nodes)
