@@ -141,8 +141,9 @@ async def _promtool(tmp_path: Path, name: str, series: list[dict[str, str]]) -> 
     assert proc.returncode == 0, f"{name}: " + out.decode(errors="replace")[-4000:]
 
 
-async def _forged_callbacks(base: str) -> None:
-    """Forged on_publish (valid token, bad token, garbage) and on_publish_done calls."""
+async def _forged_callbacks(base: str) -> str:
+    """Forged on_publish (valid token, bad token, garbage) and on_publish_done calls;
+    returns the stream id they name."""
     sid = str(uuid.uuid4())
     good = f"app=live&call=publish&name={sid}&type=live&token={publish_token(SECRET, sid)}"
     bodies = [good, good.replace("token=", "token=0"), "\x00garbage&&=", ""]
@@ -153,6 +154,7 @@ async def _forged_callbacks(base: str) -> None:
             published = await client.post("/rtmp/on_publish", content=body, headers=headers)
             done = await client.post("/rtmp/on_publish_done", content=body, headers=headers)
             assert (published.status_code, done.status_code) == (403, 403)
+    return sid
 
 
 async def _port_scan(port: int) -> None:
@@ -191,7 +193,7 @@ async def test_hostile_traffic_fires_no_alert(make_service: Any, tmp_path: Path)
     registry = service.metrics.registry
     with start_metrics_server(0, "127.0.0.1", registry) as metrics_server:
         quiet, quiet_gauges, _ = await asyncio.to_thread(_scrape, metrics_server.url)
-        await _forged_callbacks(service.http)
+        forged = await _forged_callbacks(service.http)
         await _port_scan(service.ingest_port)
         await _bad_viewers(service.port)
         await wait_for(
@@ -205,7 +207,7 @@ async def test_hostile_traffic_fires_no_alert(make_service: Any, tmp_path: Path)
         assert service.errors(error_type) == 0, error_type
     for reason in d.REJECT_REASONS:
         assert service.sample(d.REJECTED_INPUTS.name, reason=reason) == 0, reason
-    assert await service.service.registry.authorization(str(uuid.uuid4())) is None
+    assert await service.service.registry.authorization(forged) is None
     assert service.component.receiver.sessions == []
     # The same expectations hold on the quiet series and on the attack's.
     await _promtool(tmp_path, "quiet", _input_series(quiet, quiet, quiet_gauges, took))
