@@ -86,6 +86,7 @@ async def test_a_viewer_still_being_admitted_when_the_drain_starts_is_closed_unc
         return await is_active(stream_id)
 
     monkeypatch.setattr(registry, "is_active", held_is_active)
+
     async def open_viewer() -> Any:
         return await connect(replica.ws(sid))
 
