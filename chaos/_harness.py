@@ -18,6 +18,7 @@ import datetime
 import importlib
 import json
 import pkgutil
+import signal
 import subprocess
 import sys
 import time
@@ -170,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"python -m chaos: {exc}", file=sys.stderr)
         return 2
     raise_nofile()
+    # SIGTERM unwinds like Ctrl-C: every world's teardown stops what it started.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     ctx = Context(short=args.short, run_root=str(DEFAULT_RUN_ROOT))
     command = "python -m chaos" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
