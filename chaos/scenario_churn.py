@@ -59,6 +59,16 @@ async def run(ctx: Context) -> list[Check]:
             )
         )
         checks += await viewer_count(w, [b.stream_id], "the churn", t_end)
-        checks += await end_streams(w, [b], f"{viewers:,} viewers")
         checks += await figures(w, bound_rss_mib=400, bound_stall_ms=500)
+        checks += await end_streams(w, [b], f"{viewers:,} viewers")
+        stall_end = await w.probe_read(reset=True)
+        checks.append(
+            Check(
+                f"worst event-loop stall while the stream ends ({viewers:,} viewers closed)",
+                "<= 1000 ms",
+                f"{stall_end:.0f} ms",
+                stall_end <= 1000,
+                figure=True,
+            )
+        )
         return checks

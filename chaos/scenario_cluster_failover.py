@@ -64,7 +64,8 @@ async def run(ctx: Context) -> list[Check]:
                 ok,
             )
         ]
-        checks += await viewer_count(w, streams, "the master's failover", t_fault)
+        # The count's clock starts when the cluster serves again (the fault is over).
+        checks += await viewer_count(w, streams, "the master's failover", t_fault + failover)
         checks += await one_owner(w, broadcasts, "the master's failover")
         checks += await end_streams(w, broadcasts, "through the failover")
         checks += await figures(w, bound_rss_mib=250, bound_stall_ms=250)
