@@ -69,7 +69,7 @@ class Timings:
     stream_grace: float = 3.0
     ingest_timeout: float = 10.0
     ws_ping: float = 2.0
-    viewer_update: float = 0.2
+    viewer_update: float = 1.0
     shutdown_grace: float = 5.0
     push_reconnect: str = "1s"
 
