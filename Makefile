@@ -32,7 +32,7 @@ test: setup lint typecheck check-generated unit
 bench: setup
 	$(PY) -m bench
 
-# The fault suite (real processes on loopback, about 10 minutes): docs/reliability.md.
+# The fault suite (real processes on loopback, about 6 minutes): docs/reliability.md.
 chaos: setup
 	$(PY) -m chaos
 

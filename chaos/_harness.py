@@ -45,7 +45,7 @@ FIX_BRANCHES = ("hostile-ingest", "redis-cluster", "deploy-core")
 
 HOW_TO_RUN = """
 ```sh
-make chaos                                   # = .venv/bin/python -m chaos (about 10 min)
+make chaos                                   # = .venv/bin/python -m chaos (about 6 min)
 .venv/bin/python -m chaos --list             # the scenarios it would run
 .venv/bin/python -m chaos --only hostile     # one scenario (repeatable); prints its Markdown
 .venv/bin/python -m chaos --short            # the short version (as in make test); prints
