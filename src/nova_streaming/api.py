@@ -3,19 +3,30 @@
 Each stream: ``stream_id``, ``region``, ``stream_type``, ``started_at`` (ISO 8601,
 UTC), ``state`` (``active`` or ``interrupted``) and ``viewers``, the global count.
 Read-only: nothing here creates a stream or a series.
+
+The listing is unauthenticated, so a flood of requests must not become a flood of Redis
+work: each replica serves one shared snapshot, rebuilt at most once per second (sooner
+when this replica starts or ends a stream), by one build that concurrent requests share.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+import weakref
+from collections.abc import Callable
+
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from nova_streaming.presence import PresenceUnavailable
 from nova_streaming.registry import InvalidStreamId, StreamRecord, normalize_stream_id
 from nova_streaming.service import Service
 
-__all__ = ["api_routes"]
+__all__ = ["ListingSnapshot", "api_routes", "listing_snapshot"]
+
+LISTING_MAX_AGE = 1.0
 
 
 async def _counts(service: Service, records: list[StreamRecord]) -> dict[str, int]:
@@ -30,17 +41,89 @@ def _unavailable() -> JSONResponse:
     return JSONResponse({"error": "stream registry unavailable"}, status_code=503)
 
 
-async def list_streams(request: Request) -> JSONResponse:
-    """Every active stream with its global viewer count."""
+class ListingSnapshot:
+    """The rendered ``/api/v1/streams`` body of one replica, shared by every request.
+
+    Rebuilt when older than ``max_age`` seconds (by ``clock``) or when the registry's
+    :attr:`~nova_streaming.registry.StreamRegistry.changes` moved; concurrent requests
+    await the same build. A failed build (registry unavailable) is not cached.
+
+    Example::
+
+        body = await listing_snapshot(service).body()
+    """
+
+    def __init__(
+        self,
+        service: Service,
+        *,
+        max_age: float = LISTING_MAX_AGE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._service = service
+        self.max_age = max_age
+        self.clock = clock
+        self.builds = 0
+        self._body: bytes | None = None
+        self._built_at = float("-inf")
+        self._changes = -1
+        self._pending: asyncio.Future[bytes] | None = None
+
+    def _fresh(self) -> bool:
+        return (
+            self._body is not None
+            and self.clock() - self._built_at < self.max_age
+            and self._changes == self._service.registry.changes
+        )
+
+    async def body(self) -> bytes:
+        """The JSON body; raises :class:`PresenceUnavailable` if a build fails."""
+        if self._fresh() and self._body is not None:
+            return self._body
+        pending = self._pending
+        if pending is None:
+            pending = asyncio.ensure_future(self._build())
+            self._pending = pending
+            pending.add_done_callback(self._built)
+        return await asyncio.shield(pending)
+
+    def _built(self, future: asyncio.Future[bytes]) -> None:
+        if self._pending is future:
+            self._pending = None
+        if not future.cancelled():
+            future.exception()  # retrieved: a failure is answered 503, never logged as lost
+
+    async def _build(self) -> bytes:
+        self.builds += 1
+        started, changes = self.clock(), self._service.registry.changes
+        records = await self._service.registry.list_active()
+        counts = await _counts(self._service, records)
+        body = JSONResponse(
+            {"streams": [r.to_api(viewers=counts.get(r.stream_id, 0)) for r in records]}
+        ).body
+        self._body, self._built_at, self._changes = bytes(body), started, changes
+        return self._body
+
+
+_snapshots: weakref.WeakKeyDictionary[Service, ListingSnapshot] = weakref.WeakKeyDictionary()
+
+
+def listing_snapshot(service: Service) -> ListingSnapshot:
+    """The listing snapshot of ``service`` (one per replica)."""
+    snapshot = _snapshots.get(service)
+    if snapshot is None:
+        snapshot = _snapshots[service] = ListingSnapshot(service)
+    return snapshot
+
+
+async def list_streams(request: Request) -> Response:
+    """Every active stream with its global viewer count (a snapshot at most 1 s old)."""
     service: Service = request.app.state.service
     try:
-        records = await service.registry.list_active()
+        body = await listing_snapshot(service).body()
     except PresenceUnavailable:
         return _unavailable()
-    counts = await _counts(service, records)
-    return JSONResponse(
-        {"streams": [r.to_api(viewers=counts.get(r.stream_id, 0)) for r in records]}
-    )
+    return Response(body, media_type="application/json")
 
 
 async def get_stream(request: Request) -> JSONResponse:
