@@ -31,12 +31,13 @@ from typing import TYPE_CHECKING, Final
 from uuid import UUID
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from streaming_metrics import definitions as d
+from streaming_metrics._lag import LagWindow
 from streaming_metrics._stream import StreamRecord
 from streaming_metrics._validation import (
     check_label_values,
@@ -106,6 +107,8 @@ class StreamingMetrics:
         qualities: Iterable[str] = d.DEFAULT_QUALITIES,
         regions: Iterable[str] = (),
         clock: Callable[[], float] = time.monotonic,
+        exemplar_threshold_seconds: float = d.DEFAULT_EXEMPLAR_THRESHOLD_SECONDS,
+        exemplar_sample_every: int = d.DEFAULT_EXEMPLAR_SAMPLE_EVERY,
     ) -> None:
         if registry is None:
             registry = REGISTRY
@@ -131,6 +134,26 @@ class StreamingMetrics:
             )
         if not callable(clock):
             raise ValueError(f"StreamingMetrics: clock must be callable, got {clock!r}")
+        threshold = exemplar_threshold_seconds
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, int | float)
+            or math.isnan(threshold)
+            or threshold < 0
+        ):
+            raise ValueError(
+                "StreamingMetrics: exemplar_threshold_seconds must be a number >= 0 "
+                f"(math.inf: never by lag), got {exemplar_threshold_seconds!r}"
+            )
+        if (
+            isinstance(exemplar_sample_every, bool)
+            or not isinstance(exemplar_sample_every, int)
+            or exemplar_sample_every < 0
+        ):
+            raise ValueError(
+                "StreamingMetrics: exemplar_sample_every must be an int >= 0 (0: never "
+                f"by sampling), got {exemplar_sample_every!r}"
+            )
         error_set = check_label_values("error_types", error_types)
         quality_set = check_label_values("qualities", qualities)
         region_set = check_label_values("regions", regions)
@@ -141,6 +164,11 @@ class StreamingMetrics:
         self._clock = clock
         self._error_types = frozenset(error_set)
         self._qualities = frozenset(quality_set)
+        self._exemplar_threshold = float(threshold)
+        self._exemplar_every = exemplar_sample_every
+        # Frames with a stream id left until the next sampled exemplar. Read and written
+        # without the lock: a lost update under a race only moves one sample.
+        self._exemplar_countdown = exemplar_sample_every
 
         # One lock for every state change; prometheus_client's own locks nest inside it
         # and never call back, so there is no lock-order cycle.
@@ -220,6 +248,16 @@ class StreamingMetrics:
     def qualities(self) -> frozenset[str]:
         """The configured qualities (``other`` is added to them in the exposition)."""
         return self._qualities
+
+    @property
+    def exemplar_threshold_seconds(self) -> float:
+        """Frames slower than this carry their stream id as an exemplar."""
+        return self._exemplar_threshold
+
+    @property
+    def exemplar_sample_every(self) -> int:
+        """Other frames with a stream id carry one once in this many (0: never)."""
+        return self._exemplar_every
 
     @property
     def tracked_streams(self) -> int:
@@ -312,6 +350,10 @@ class StreamingMetrics:
             rec.info = (region, kind)
             rec.peak = 0.0
             rec.bitrates = {}
+            if rec.tracked:
+                rec.lag = LagWindow()
+                if rec.drops is None:
+                    rec.drops = 0
             rec.linger_until = None
             rec.owner_until = None
             self._active_by_region[region] = self._active_by_region.get(region, 0) + 1
@@ -399,7 +441,9 @@ class StreamingMetrics:
                 # lose the count they still hold. Owner-only series (peak, bitrates) go
                 # after the linger; the connection series lingers once the last viewer
                 # leaves (see record_websocket_disconnection).
-                if rec.owner_until is None and (rec.peak is not None or rec.bitrates):
+                if rec.owner_until is None and (
+                    rec.peak is not None or rec.bitrates or rec.drops is not None
+                ):
                     rec.owner_until = now + self._linger
                     self._lingering.append((rec.owner_until, sid))
             else:
@@ -507,6 +551,29 @@ class StreamingMetrics:
                 # Copy on write: the scrape iterates bitrates without the lock.
                 rec.bitrates = {**rec.bitrates, bounded: rate}
 
+    def record_frame_drops(self, stream_id: str | UUID, count: int = 1) -> None:
+        """``count`` frames of an active stream were lost in ingest.
+
+        Adds to ``nova_streaming_stream_frame_drops_total{stream_id}``; only a stream
+        started here (and not ended) has the series. The error counter is separate:
+        record ``frame_drop`` with :meth:`record_broadcast_error` as before.
+        """
+        sid = clean_stream_id(stream_id)
+        if sid is None:
+            self._reject(d.REJECT_INVALID_STREAM_ID, "record_frame_drops", stream_id)
+            return
+        amount = clean_amount(count)
+        if isinstance(amount, str):
+            self._reject(amount, "record_frame_drops", count)
+            return
+        if amount != int(amount):
+            self._reject(d.REJECT_INVALID_TYPE, "record_frame_drops", count)
+            return
+        with self._lock:
+            rec = self._streams.get(sid)
+            if rec is not None and rec.info is not None and rec.drops is not None:
+                rec.drops += int(amount)
+
     def record_broadcast_error(self, error_type: str) -> None:
         """``broadcast_errors_total{error_type}`` +1 (unconfigured types count as ``other``)."""
         try:
@@ -525,23 +592,66 @@ class StreamingMetrics:
         """``broadcast_errors_total{error_type="rtmp_connection_failed"}`` +1."""
         self.record_broadcast_error("rtmp_connection_failed")
 
-    def record_rtmp_frame_latency(self, quality: str, seconds: float) -> None:
-        """One frame's ingest lag at ``quality``, in seconds (the per-frame hot path)."""
+    def record_rtmp_frame_latency(
+        self, quality: str, seconds: float, stream_id: str | UUID | None = None
+    ) -> None:
+        """One frame's ingest lag at ``quality``, in seconds (the per-frame hot path).
+
+        With ``stream_id``, the frame also feeds the stream's
+        ``stream_ingest_lag_seconds`` (a stream started here) and, when it is slower
+        than ``exemplar_threshold_seconds`` or is the sampled one in
+        ``exemplar_sample_every``, it leaves ``{stream_id="..."}`` as the OpenMetrics
+        exemplar of the bucket it lands in.
+        """
         # One dict lookup and one chained comparison (which also refuses NaN) in front of
-        # the cached child's observe(); anything unusual takes the slow path.
+        # the cached child's observe(); anything unusual takes the slow path. The
+        # guide's two-argument call pays one `is None` more.
         try:
             child = self._latency_children[quality]
         except (KeyError, TypeError):
-            self._latency_slow(quality, seconds)
+            self._latency_slow(quality, seconds, stream_id)
             return
         if type(seconds) is float and 0.0 <= seconds < _INF:
-            child.observe(seconds)
+            if stream_id is None:
+                child.observe(seconds)
+            else:
+                self._latency_of_stream(child, seconds, stream_id)
         else:
-            self._latency_slow(quality, seconds)
+            self._latency_slow(quality, seconds, stream_id)
 
     # --- internals -----------------------------------------------------------------------
 
-    def _latency_slow(self, quality: object, seconds: object) -> None:
+    def _latency_of_stream(self, child: Histogram, seconds: float, stream_id: object) -> None:
+        """A valid observation that names its stream: exemplar and lag window."""
+        try:
+            rec = self._streams.get(stream_id)  # type: ignore[call-overload]
+        except TypeError:
+            rec = None
+        if rec is not None:
+            sid = rec.stream_id
+        else:
+            # Not a known id as given (not started here, a UUID object, upper case...):
+            # validate it the slow way; only a started stream has a lag window anyway.
+            cleaned = clean_stream_id(stream_id)
+            if cleaned is None:
+                self._reject(d.REJECT_INVALID_STREAM_ID, "record_rtmp_frame_latency", stream_id)
+                return
+            sid = cleaned
+            rec = self._streams.get(sid)
+        if seconds > self._exemplar_threshold:
+            child.observe(seconds, {d.EXEMPLAR_LABEL: sid})
+        elif self._exemplar_countdown > 1 or not self._exemplar_every:
+            self._exemplar_countdown -= 1
+            child.observe(seconds)
+        else:
+            self._exemplar_countdown = self._exemplar_every
+            child.observe(seconds, {d.EXEMPLAR_LABEL: sid})
+        if rec is not None:
+            window = rec.lag
+            if window is not None:
+                window.add(seconds, self._clock())
+
+    def _latency_slow(self, quality: object, seconds: object, stream_id: object = None) -> None:
         if not is_label_value(quality):
             self._reject(d.REJECT_INVALID_LABEL, "record_rtmp_frame_latency", quality)
             return
@@ -552,7 +662,10 @@ class StreamingMetrics:
         child = self._latency_children.get(quality)  # type: ignore[call-overload]
         if child is None:
             child = self._latency_children[d.OTHER]
-        child.observe(amount)
+        if stream_id is None:
+            child.observe(amount)
+        else:
+            self._latency_of_stream(child, amount, stream_id)
 
     def _connect_slow(self, stream_id: object) -> None:
         sid = clean_stream_id(stream_id)
@@ -632,6 +745,8 @@ class StreamingMetrics:
             elif rec.owner_until is not None and rec.owner_until <= now and rec.info is None:
                 rec.peak = None
                 rec.bitrates = {}
+                rec.lag = None
+                rec.drops = None
                 rec.owner_until = None
         return removed
 
@@ -676,7 +791,8 @@ class StreamingMetrics:
 
     def _collect(self) -> Iterator[Metric]:
         with self._lock:
-            self._expire(self._clock())
+            now = self._clock()
+            self._expire(now)
             regions = list(self._active_by_region.items())
             records = [rec for rec in self._streams.values() if rec.tracked]
             tracked = self._tracked
@@ -695,6 +811,8 @@ class StreamingMetrics:
         yield _peaks(records)
         yield _bitrates(records)
         yield _infos(records)
+        yield _lags(records, now)
+        yield _drops(records)
         yield GaugeMetricFamily(
             d.TRACKED_STREAMS.name, d.TRACKED_STREAMS.help, value=float(tracked)
         )
@@ -712,6 +830,8 @@ class _StreamCollector(Collector):
         d.PEAK_VIEWERS,
         d.QUALITY_BITRATE_KBPS,
         d.STREAM_INFO,
+        d.STREAM_INGEST_LAG_SECONDS,
+        d.STREAM_FRAME_DROPS,
         d.TRACKED_STREAMS,
         d.MAX_TRACKED_STREAMS,
     )
@@ -725,7 +845,7 @@ class _StreamCollector(Collector):
     def describe(self) -> Iterable[Metric]:
         # Lets the registry know the names without collecting: duplicate detection and
         # name[] filtering (restricted_registry) both rely on it.
-        return [_gauge(definition) for definition in self._DEFINITIONS]
+        return [_family(definition) for definition in self._DEFINITIONS]
 
 
 class _StreamFamily(Metric):
@@ -748,7 +868,12 @@ class _StreamFamily(Metric):
         columns: tuple[list[str], ...],
         values: list[float],
     ) -> None:
-        super().__init__(definition.name, definition.help, "gauge")
+        # A counter's family name drops `_total`; its samples keep it (as
+        # CounterMetricFamily does), so both encoders write what prometheus_client would.
+        counter = definition.type is d.MetricType.COUNTER
+        family = definition.name.removesuffix("_total") if counter else definition.name
+        super().__init__(family, definition.help, "counter" if counter else "gauge")
+        self._sample_name = definition.name
         self._labelnames = definition.labels
         self._columns = columns
         self._values = values
@@ -757,7 +882,7 @@ class _StreamFamily(Metric):
     @property
     def samples(self) -> list[Sample]:
         if self._samples is None:
-            name, labelnames = self.name, self._labelnames
+            name, labelnames = self._sample_name, self._labelnames
             self._samples = [
                 Sample(name, dict(zip(labelnames, labels, strict=True)), value)
                 for labels, value in zip(
@@ -798,7 +923,7 @@ class _StreamFamily(Metric):
         # keeps a chunk well under a millisecond, so the caller's hand-offs between
         # chunks stay about a millisecond apart whatever the number of labels.
         labels = ",".join(f'{_brace_safe(key)}="{{}}"' for key in keys)
-        line = _brace_safe(self.name) + "{{" + labels + "}} {}\n"
+        line = _brace_safe(self._sample_name) + "{{" + labels + "}} {}\n"
         fmt, values = _go_float, self._values
         for start in range(0, len(values), size):
             stop = start + size
@@ -860,7 +985,33 @@ def _infos(records: list[StreamRecord]) -> _StreamFamily:
     return _StreamFamily(d.STREAM_INFO, (sids, regions, kinds), [1.0] * len(sids))
 
 
-def _gauge(definition: d.MetricDefinition) -> GaugeMetricFamily:
+def _lags(records: list[StreamRecord], now: float) -> _StreamFamily:
+    sids: list[str] = []
+    values: list[float] = []
+    for rec in records:
+        window = rec.lag
+        if window is not None:
+            lag = window.value(now)
+            if lag is not None:
+                sids.append(rec.stream_id)
+                values.append(lag)
+    return _StreamFamily(d.STREAM_INGEST_LAG_SECONDS, (sids,), values)
+
+
+def _drops(records: list[StreamRecord]) -> _StreamFamily:
+    sids: list[str] = []
+    values: list[float] = []
+    for rec in records:
+        drops = rec.drops
+        if drops is not None:
+            sids.append(rec.stream_id)
+            values.append(float(drops))
+    return _StreamFamily(d.STREAM_FRAME_DROPS, (sids,), values)
+
+
+def _family(definition: d.MetricDefinition) -> Metric:
+    if definition.type is d.MetricType.COUNTER:
+        return CounterMetricFamily(definition.name, definition.help, labels=definition.labels)
     return GaugeMetricFamily(definition.name, definition.help, labels=definition.labels)
 
 
