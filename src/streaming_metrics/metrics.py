@@ -37,7 +37,7 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from streaming_metrics import definitions as d
-from streaming_metrics._lag import LagWindow
+from streaming_metrics._lag import CLOCK_EVERY, LagWindow
 from streaming_metrics._stream import StreamRecord
 from streaming_metrics._validation import (
     check_label_values,
@@ -168,12 +168,17 @@ class StreamingMetrics:
         self._exemplar_every = exemplar_sample_every
         # Frames with a stream id left until the next sampled exemplar. Read and written
         # without the lock: a lost update under a race only moves one sample.
-        self._exemplar_countdown = exemplar_sample_every
+        # 0 (never by sampling): a countdown that does not run out.
+        self._exemplar_reset = exemplar_sample_every or 2**62
+        self._exemplar_countdown = self._exemplar_reset
 
         # One lock for every state change; prometheus_client's own locks nest inside it
         # and never call back, so there is no lock-order cycle.
         self._lock = threading.Lock()
         self._streams: dict[str, StreamRecord] = {}
+        # The lag windows of started, tracked streams by id (also rec.lag): the frame
+        # path finds a stream's window with one lookup.
+        self._windows: dict[str, LagWindow] = {}
         self._lingering: deque[tuple[float, str]] = deque()
         self._tracked = 0
         self._active_by_region: dict[str, int] = dict.fromkeys(region_set, 0)
@@ -351,7 +356,7 @@ class StreamingMetrics:
             rec.peak = 0.0
             rec.bitrates = {}
             if rec.tracked:
-                rec.lag = LagWindow()
+                rec.lag = self._windows[sid] = LagWindow(sid, self._exemplar_threshold)
                 if rec.drops is None:
                     rec.drops = 0
             rec.linger_until = None
@@ -605,51 +610,106 @@ class StreamingMetrics:
         """
         # One dict lookup and one chained comparison (which also refuses NaN) in front of
         # the cached child's observe(); anything unusual takes the slow path. The
-        # guide's two-argument call pays one `is None` more.
+        # guide's two-argument call pays one `is None` more. With a stream id, the known
+        # stream's record is one more dict lookup, and its lag window is one clock read
+        # and one list append (a second's frames are sorted once, at the next second).
         try:
             child = self._latency_children[quality]
         except (KeyError, TypeError):
             self._latency_slow(quality, seconds, stream_id)
             return
-        if type(seconds) is float and 0.0 <= seconds < _INF:
-            if stream_id is None:
-                child.observe(seconds)
-            else:
-                self._latency_of_stream(child, seconds, stream_id)
-        else:
+        if not (type(seconds) is float and 0.0 <= seconds < _INF):
             self._latency_slow(quality, seconds, stream_id)
+            return
+        if stream_id is None:
+            child.observe(seconds)
+            return
+        try:
+            window = self._windows[stream_id]  # type: ignore[index]
+        except (KeyError, TypeError):
+            self._latency_of_stream(child, seconds, stream_id)
+            return
+        # The window's cut is the exemplar threshold, or -1 when its stream's next frame
+        # is the sampled one (decided once a second, in _close_second): one compare.
+        if seconds > window.cut:
+            window.cut = self._exemplar_threshold
+            child.observe(seconds, {d.EXEMPLAR_LABEL: window.stream_id})
+        else:
+            child.observe(seconds)
+        # The clock is read every CLOCK_EVERY frames of a stream (a clock read costs
+        # as much as the rest of this); the frames between go to the second it read.
+        ticks = window.ticks - 1
+        if ticks:
+            window.ticks = ticks
+            window.append(seconds)
+        else:
+            window.ticks = CLOCK_EVERY
+            now = self._clock()
+            if now < window.roll_at:
+                window.append(seconds)
+            else:
+                self._close_second(window, seconds, now)
 
     # --- internals -----------------------------------------------------------------------
 
+    def _observe_in_window(self, child: Histogram, seconds: float, window: LagWindow) -> None:
+        """What the hot path inlines for a stream with a lag window."""
+        if seconds > window.cut:
+            window.cut = self._exemplar_threshold
+            child.observe(seconds, {d.EXEMPLAR_LABEL: window.stream_id})
+        else:
+            child.observe(seconds)
+        # The clock is read every CLOCK_EVERY frames of a stream (a clock read costs
+        # as much as the rest of this); the frames between go to the second it read.
+        ticks = window.ticks - 1
+        if ticks:
+            window.ticks = ticks
+            window.append(seconds)
+        else:
+            window.ticks = CLOCK_EVERY
+            now = self._clock()
+            if now < window.roll_at:
+                window.append(seconds)
+            else:
+                self._close_second(window, seconds, now)
+
+    def _close_second(self, window: LagWindow, seconds: float, now: float) -> None:
+        """A stream's frame seen in a new second: close the last one in its window and
+        count its frames toward the one-in-N exemplar sample."""
+        frames = window.add(seconds, now)
+        if not frames:
+            return
+        left = self._exemplar_countdown - frames
+        if left > 0:
+            self._exemplar_countdown = left
+        else:
+            self._exemplar_countdown = self._exemplar_reset
+            window.cut = -1.0
+
     def _latency_of_stream(self, child: Histogram, seconds: float, stream_id: object) -> None:
-        """A valid observation that names its stream: exemplar and lag window."""
-        try:
-            rec = self._streams.get(stream_id)  # type: ignore[call-overload]
-        except TypeError:
-            rec = None
+        """A valid observation naming a stream without a lag window here as given (not
+        started here, over the cap, given as a UUID object or in upper case...)."""
+        rec = self._streams.get(stream_id) if type(stream_id) is str else None
         if rec is not None:
             sid = rec.stream_id
         else:
-            # Not a known id as given (not started here, a UUID object, upper case...):
-            # validate it the slow way; only a started stream has a lag window anyway.
             cleaned = clean_stream_id(stream_id)
             if cleaned is None:
                 self._reject(d.REJECT_INVALID_STREAM_ID, "record_rtmp_frame_latency", stream_id)
                 return
             sid = cleaned
-            rec = self._streams.get(sid)
-        if seconds > self._exemplar_threshold:
-            child.observe(seconds, {d.EXEMPLAR_LABEL: sid})
-        elif self._exemplar_countdown > 1 or not self._exemplar_every:
-            self._exemplar_countdown -= 1
-            child.observe(seconds)
-        else:
-            self._exemplar_countdown = self._exemplar_every
-            child.observe(seconds, {d.EXEMPLAR_LABEL: sid})
-        if rec is not None:
-            window = rec.lag
+            window = self._windows.get(sid)
             if window is not None:
-                window.add(seconds, self._clock())
+                # A started stream named another way: the fast path's work.
+                self._observe_in_window(child, seconds, window)
+                return
+        left = self._exemplar_countdown - 1
+        if seconds > self._exemplar_threshold or left <= 0:
+            self._exemplar_countdown = left if left > 0 else self._exemplar_reset
+            child.observe(seconds, {d.EXEMPLAR_LABEL: sid})
+        else:
+            self._exemplar_countdown = left
+            child.observe(seconds)
 
     def _latency_slow(self, quality: object, seconds: object, stream_id: object = None) -> None:
         if not is_label_value(quality):
@@ -746,6 +806,7 @@ class StreamingMetrics:
                 rec.peak = None
                 rec.bitrates = {}
                 rec.lag = None
+                self._windows.pop(rec.stream_id, None)
                 rec.drops = None
                 rec.owner_until = None
         return removed
@@ -754,6 +815,7 @@ class StreamingMetrics:
         """Caller holds the lock."""
         rec.alive = False
         del self._streams[rec.stream_id]
+        self._windows.pop(rec.stream_id, None)
         if rec.tracked:
             self._tracked -= 1
 

@@ -14,7 +14,7 @@ from prometheus_client.samples import Exemplar
 
 from streaming_metrics import StreamingMetrics, helpers
 from streaming_metrics import definitions as d
-from streaming_metrics._lag import LagWindow
+from streaming_metrics._lag import CLOCK_EVERY, LagWindow
 
 SID = "1b4e28ba-2fa1-4d3b-a3f5-ef19b5a7633b"
 OTHER_SID = "6f1c0a52-8d3e-4b7a-9c21-0e5d4f3a2b10"
@@ -181,27 +181,58 @@ def test_helper_passes_the_stream_id(clean_default_registry: None) -> None:
 def test_lag_is_the_p95_of_the_last_ten_seconds(
     metrics: StreamingMetrics, registry: CollectorRegistry, clock: Any
 ) -> None:
-    """p95 (nearest rank) over the frames of the last ten whole seconds, owner only."""
+    """p95 (nearest rank) over the frames of the last ten whole seconds, owner only.
+
+    The hot path reads the clock every CLOCK_EVERY frames of a stream: seconds here
+    hold multiples of it, so every read falls on a second's first frame.
+    """
     metrics.record_stream_started(SID, REGION)
     clock.now = 2000.0
+
+    def frames(count: int, value: float = 0.0) -> None:
+        for _ in range(count):
+            metrics.record_rtmp_frame_latency("720p", value, SID)
+
     # 100 frames with lags 0.01 .. 1.00 in one second.
     for n in range(1, 101):
         metrics.record_rtmp_frame_latency("720p", n / 100, SID)
     assert lag(registry) is None  # the second is still open
     clock.advance(1.0)
-    metrics.record_rtmp_frame_latency("720p", 0.0, SID)
+    frames(CLOCK_EVERY)
     assert lag(registry) == pytest.approx(0.95)
-    # Nine more seconds of fast frames: 900 frames at 0.0, the slow second still counts.
-    for _ in range(9):
-        for _ in range(100):
-            metrics.record_rtmp_frame_latency("720p", 0.0, SID)
+    # Nine more seconds of 100 fast frames: the slow second still counts.
+    frames(100 - CLOCK_EVERY)
+    for _ in range(8):
         clock.advance(1.0)
-    metrics.record_rtmp_frame_latency("720p", 0.0, SID)
-    # 1001 frames in the window, 901 at 0 and 100 slow: rank 951 is the 50th slow, 0.50.
-    assert lag(registry) == pytest.approx(0.50)
+        frames(100)
     clock.advance(1.0)
-    metrics.record_rtmp_frame_latency("720p", 0.0, SID)
+    frames(CLOCK_EVERY)
+    # 1000 frames in the window, 900 at 0 and 100 slow: rank 950 is the 50th slow, 0.50.
+    assert lag(registry) == pytest.approx(0.50)
+    frames(100 - CLOCK_EVERY)
+    clock.advance(1.0)
+    frames(CLOCK_EVERY)
     assert lag(registry) == 0.0  # the slow second left the window
+
+
+def test_started_stream_samples_one_exemplar_in_n_per_closed_second(
+    make_metrics: Callable[..., StreamingMetrics], registry: CollectorRegistry, clock: Any
+) -> None:
+    """For a stream with a lag window the sample is picked when a second closes: once N
+    frames have gone by, the stream's next frame names it."""
+    metrics = make_metrics(exemplar_sample_every=8)
+    metrics.record_stream_started(SID, REGION)
+    for _ in range(8):
+        metrics.record_rtmp_frame_latency("720p", 0.02, SID)
+    clock.advance(1.0)
+    metrics.record_rtmp_frame_latency("720p", 0.02, SID)  # closes the 8-frame second
+    assert exemplars(registry) == {}
+    metrics.record_rtmp_frame_latency("720p", 0.003, SID)
+    assert exemplars(registry) == {"0.005": exemplars(registry)["0.005"]}
+    assert exemplars(registry)["0.005"].labels == {"stream_id": SID}
+    # A slow frame still always leaves one, sample or not.
+    metrics.record_rtmp_frame_latency("720p", 0.3, SID)
+    assert exemplars(registry)["0.5"].labels == {"stream_id": SID}
 
 
 def test_lag_of_a_stream_that_stops_sending_ages_out(
