@@ -281,6 +281,20 @@ class StreamingMetrics:
         rec = self._streams.get(sid) if sid is not None else None
         return rec is not None and rec.info is not None
 
+    def stream_signals(self) -> dict[str, tuple[float | None, int, tuple[str, ...]]]:
+        """Per stream started here (and tracked): ``(lag p95 over 10 s or None, frame
+        drops, qualities with a bitrate)``, what the worst-streams series export."""
+        with self._lock:
+            now = self._clock()
+            self._expire(now)
+            records = [rec for rec in self._streams.values() if rec.info is not None]
+        signals: dict[str, tuple[float | None, int, tuple[str, ...]]] = {}
+        for rec in records:
+            window, drops = rec.lag, rec.drops
+            if window is not None and drops is not None:
+                signals[rec.stream_id] = (window.value(now), drops, tuple(sorted(rec.bitrates)))
+        return signals
+
     def declare_region(self, region: str) -> None:
         """Export ``active_streams{region}`` and ``viewers_total{region}`` at 0.
 

@@ -106,6 +106,12 @@ class StreamRegistry:
         """This replica's id (the owner field of streams it starts)."""
         return self._me
 
+    @property
+    def store(self) -> RegistryStore:
+        """The shared store (its publish/subscribe channel carries other replicas'
+        messages too, e.g. :mod:`nova_streaming.stream_signals`)."""
+        return self._store
+
     async def open(self) -> None:
         """Start the maintenance loop (peaks, dead-owner reaping, missed-end detection)."""
         if self._loop_task is None:
