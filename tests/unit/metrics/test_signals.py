@@ -308,3 +308,29 @@ def test_lag_window_bounds_a_flood() -> None:
     window.add(0.1, 11.0)
     assert sum(len(run) for _, run in window.closed) == 1_000
     assert window.value(11.5) == 0.1
+
+
+def test_prometheus_accept_header_gets_openmetrics_with_exemplars(
+    metrics: StreamingMetrics, registry: CollectorRegistry
+) -> None:
+    """Prometheus' scrape Accept header (2.42, as the local stack runs it) picks
+    OpenMetrics, whose page carries the exemplar; a plain text scrape carries none."""
+    from streaming_metrics._exposition import Exposition, Render, Request
+
+    metrics.record_rtmp_frame_latency("720p", 0.4, SID)
+    prometheus_accept = (
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+        "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    )
+    pages = {}
+    for accept in (prometheus_accept, "text/plain;version=0.0.4"):
+        planned = Exposition(registry, None).plan(Request("GET", "/metrics", accept=accept))
+        assert isinstance(planned, Render)
+        response = planned.run()
+        pages[accept] = (dict(response.headers)["Content-Type"], response.body.decode())
+    content_type, page = pages[prometheus_accept]
+    assert content_type.startswith("application/openmetrics-text; version=1.0.0")
+    assert f'# {{stream_id="{SID}"}} 0.4 ' in page and page.endswith("# EOF\n")
+    content_type, page = pages["text/plain;version=0.0.4"]
+    assert content_type.startswith("text/plain; version=0.0.4")
+    assert "stream_id=" not in page.split("nova_streaming_rtmp_ingestion")[1]
