@@ -3,8 +3,8 @@
 It scrapes every service replica's metrics port (plus itself and Alertmanager, so the
 monitor-the-monitor alerts have something to look at), loads the generated rules file
 and sends alerts to the local Alertmanager. Exemplar storage is on, so the latency
-buckets' exemplars (the stream of a slow frame) can be queried. Intervals are options, so an end-to-end
-test can compress time.
+buckets' exemplars (the stream of a slow frame) can be queried. Intervals are options,
+so an end-to-end test can compress time.
 
 Example::
 
