@@ -63,7 +63,7 @@ def populated() -> CollectorRegistry:
             metrics.record_quality_bitrate(sid, "720p", 2500.5)
             # Slow frames: exemplars naming the stream, and a lag once the second closes.
             metrics.record_rtmp_frame_latency("720p", 0.3 + n / 10_000, sid)
-            metrics.record_frame_drops(sid, n)
+            metrics.record_frame_drops(sid, n + 1)
     now[0] += 1.0
     for n in range(0, 1_000, 10):
         metrics.record_rtmp_frame_latency("1080p", 2.5, str(uuid.UUID(int=n + 1, version=4)))
