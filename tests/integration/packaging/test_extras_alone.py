@@ -128,10 +128,10 @@ finally:
 """
 
 
-def test_library_alone_serves_metrics(library: Venv) -> None:
+def test_library_alone_serves_metrics(library: Venv, tmp_path: Path) -> None:
     """`pip install nova-streaming`: prometheus_client and nothing of the extras; the
     library records and serves /metrics; the service and monitoring commands say which
-    extra they need; `token` needs none."""
+    extra they need; `token` and `nginx-config` need none."""
     assert importable(library, "prometheus_client")
     for module in ("starlette", "uvicorn", "redis", "yaml", "websockets"):
         assert not importable(library, module), module
@@ -159,6 +159,9 @@ def test_library_alone_serves_metrics(library: Venv) -> None:
     token = library.run("nova-streaming", "token", SID, "--secret", "s3cret")
     assert token.returncode == 0, token.stderr
     assert len(token.stdout.strip()) == 64
+    conf = library.run("nova-streaming", "nginx-config", "--prefix", str(tmp_path / "nginx"))
+    assert conf.returncode == 0, conf.stderr
+    assert "push rtmp://127.0.0.1:1936/live" in (tmp_path / "nginx" / "nginx.conf").read_text()
     listing = library.run("nova-streaming", "--help")
     assert listing.returncode == 0, listing.stderr
     assert "pip install 'nova-streaming[service]'" in listing.stdout

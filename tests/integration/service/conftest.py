@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -19,6 +19,7 @@ from nova_streaming.runner import uvicorn_config
 from nova_streaming.service import Component, Service
 from nova_streaming.settings import Settings
 from nova_testing.ports import free_port
+from nova_testing.redis_cluster import RedisClusterServer
 from nova_testing.redis_server import RedisServer
 from nova_testing.uvicorn_server import UvicornServer
 from nova_testing.waiting import wait_for
@@ -108,13 +109,34 @@ async def replicas() -> AsyncIterator[Callable[..., Awaitable[Replica]]]:
             await replica.stop()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServer]:
+    """One 3-master Redis Cluster for the whole session (tests isolate themselves by
+    key prefix); always stopped."""
+    cluster = RedisClusterServer(masters=3)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def engine(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """Settings selecting each presence engine in turn (contract tests run on both)."""
+    """Settings selecting each engine in turn: the presence/registry contract runs on
+    memory, one Redis and a 3-master Redis Cluster."""
     if request.param == "memory":
         return {"presence": "memory"}
-    server: RedisServer = request.getfixturevalue("redis_server")
-    return {"presence": "redis", "redis_url": server.url}
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return {"presence": "redis", "redis_url": server.url}
+    cluster: RedisClusterServer = request.getfixturevalue("redis_cluster")
+    # The cluster outlives the test: a prefix of its own keeps tests apart.
+    return {
+        "presence": "redis",
+        "redis_url": cluster.url,
+        "redis_prefix": f"t{uuid.uuid4().hex[:10]}",
+    }
 
 
 @pytest.fixture
