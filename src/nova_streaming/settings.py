@@ -303,8 +303,8 @@ SETTING_SPECS: Final[tuple[SettingSpec, ...]] = (
         "NOVA_SHUTDOWN_GRACE",
         "--shutdown-grace",
         _non_negative_seconds,
-        "seconds from SIGTERM to exit: drain viewers, hand streams over "
-        "(keep it below Kubernetes' terminationGracePeriodSeconds)",
+        "seconds from SIGTERM to exit: drain viewers, hand streams over (keep it, plus "
+        "any preStop delay, below Kubernetes' terminationGracePeriodSeconds)",
     ),
 )
 
@@ -347,7 +347,7 @@ class Settings:
     viewer_update_interval: float = 1.0
     series_linger: float = 60.0
     stream_grace: float = 10.0
-    shutdown_grace: float = 25.0
+    shutdown_grace: float = 20.0
 
     def __post_init__(self) -> None:
         if not self.replica_id:

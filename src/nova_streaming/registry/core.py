@@ -112,6 +112,12 @@ class StreamRegistry:
         return self._me
 
     @property
+    def store(self) -> RegistryStore:
+        """The shared store (its publish/subscribe channel carries other replicas'
+        messages too, e.g. :mod:`nova_streaming.stream_signals`)."""
+        return self._store
+
+    @property
     def changes(self) -> int:
         """Grows whenever this replica starts, takes over or learns the end of a stream
         (the listing snapshot is rebuilt when it moves)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from nova_streaming.app import create_app
 from nova_streaming.runner import uvicorn_config
-from nova_streaming.service import Service
+from nova_streaming.service import Component, Service
 from nova_streaming.settings import Settings
 from nova_testing.ports import free_port
 from nova_testing.redis_cluster import RedisClusterServer
@@ -55,14 +55,14 @@ def make_settings() -> Callable[..., Settings]:
 class Replica:
     """One app instance served by uvicorn in this process on a free port."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, components: Sequence[Component] = ()) -> None:
         self.metrics = StreamingMetrics(
             CollectorRegistry(),
             series_linger_seconds=settings.series_linger,
             max_tracked_streams=settings.max_tracked_streams,
             regions=[settings.region],
         )
-        self.app = create_app(settings, metrics=self.metrics)
+        self.app = create_app(settings, metrics=self.metrics, components=components)
         self.service: Service = self.app.state.service
         self.settings = settings
         config = uvicorn_config(self.app, settings, log_level="warning")
@@ -96,8 +96,8 @@ async def replicas() -> AsyncIterator[Callable[..., Awaitable[Replica]]]:
     """Start replicas with ``await replicas(**settings)``; all are stopped at the end."""
     started: list[Replica] = []
 
-    async def make(**changes: Any) -> Replica:
-        replica = Replica(build_settings(**changes))
+    async def make(components: Sequence[Component] = (), **changes: Any) -> Replica:
+        replica = Replica(build_settings(**changes), components)
         await replica.start()
         started.append(replica)
         return replica
