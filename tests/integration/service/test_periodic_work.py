@@ -38,6 +38,7 @@ class Monitor:
                 return
 
     def close(self) -> None:
+        """Stop recording (the MONITOR connection is closed)."""
         self._stop.set()
         self._client.connection_pool.disconnect()
         self._thread.join(timeout=10)
@@ -45,6 +46,7 @@ class Monitor:
 
 @pytest.fixture
 def monitor(redis_server: RedisServer) -> Iterator[Callable[[], Monitor]]:
+    """Start MONITOR recorders with ``monitor()``; all closed at teardown."""
     started: list[Monitor] = []
 
     def start() -> Monitor:
