@@ -19,9 +19,10 @@ of a key is its Redis Cluster hash tag, so every script touches one slot:
 - The global count of a stream is the sum of its hash's fields whose instance is live
   (as of this replica's last heartbeat call): O(replicas watching the stream).
 - A dead instance (deadline passed) is reaped by the replica that first takes its
-  ``{p}:reaping:{<instance>}`` lease (SET NX, TTL): its fields are deleted (through its ``rstreams`` set), cleaners registered by the registry
-  mark its streams interrupted, then it leaves the sorted set. Work is proportional to
-  what the dead instance held, once, not to streams x replicas every second.
+  ``{p}:reaping:{<instance>}`` lease (SET NX, TTL): its fields are deleted (through its
+  ``rstreams`` set), cleaners registered by the registry mark its streams interrupted,
+  then it leaves the sorted set. Work is proportional to what the dead instance held,
+  once, not to streams x replicas every second.
 - At start, a replica first reaps every earlier instance of its own replica id (same
   ``NOVA_REPLICA_ID`` after a crash): their counts leave the global sum at once.
 
