@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from bench._procs import cpu_seconds
+
 from chaos._invariants import end_streams, figures, viewer_count
 from chaos._report import Check, Context
 from chaos._setup import live, world
@@ -27,10 +29,15 @@ async def run(ctx: Context) -> list[Check]:
         (b,) = await live(w, 1, viewers)
         await w.probe_read(reset=True)
         await w.fleet_cmd({"cmd": "hold", "stream": b.stream_id, "n": slow, "slow": True})
+        cpu0 = {s.pid: cpu_seconds(s.pid) for s in w.live_slots()}
+        t_churn = time.monotonic()
         churn = await w.fleet_cmd(
             {"cmd": "churn", "stream": b.stream_id, "rate": rate, "seconds": seconds}, wait=300
         )
         t_end = time.monotonic()
+        # How busy the replicas were: a stall figure near a full core is a saturated
+        # loop (answers queue behind the joins), not one long blocking call.
+        busy = [(cpu_seconds(pid) - c) / (t_end - t_churn) for pid, c in cpu0.items()]
         achieved = (churn["joins"] + churn["leaves"]) / seconds
         checks = [
             Check(
@@ -39,7 +46,14 @@ async def run(ctx: Context) -> list[Check]:
                 f"{achieved:,.0f}/s ({churn['joins']:,} joins, {churn['leaves']:,} leaves)",
                 achieved >= 0.9 * rate,
                 figure=True,
-            )
+            ),
+            Check(
+                "replica CPU during the churn",
+                "reported",
+                ", ".join(f"{100 * b:.0f}%" for b in busy) + " of one core per replica",
+                True,
+                figure=True,
+            ),
         ]
         # Slow consumers are dropped by the server (keep-alive), not buffered for ever.
         deadline = time.monotonic() + 4 * w.timings.ws_ping + 20
