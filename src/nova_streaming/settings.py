@@ -290,6 +290,14 @@ SETTING_SPECS: Final[tuple[SettingSpec, ...]] = (
         _seconds,
         "seconds a stream whose owner died waits for a re-push before it ends",
     ),
+    SettingSpec(
+        "shutdown_grace",
+        "NOVA_SHUTDOWN_GRACE",
+        "--shutdown-grace",
+        _non_negative_seconds,
+        "seconds from SIGTERM to exit: drain viewers, hand streams over "
+        "(keep it below Kubernetes' terminationGracePeriodSeconds)",
+    ),
 )
 
 
@@ -331,6 +339,7 @@ class Settings:
     viewer_update_interval: float = 1.0
     series_linger: float = 60.0
     stream_grace: float = 10.0
+    shutdown_grace: float = 25.0
 
     def __post_init__(self) -> None:
         if not self.replica_id:

@@ -9,7 +9,10 @@ import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["add_parser", "run"]
+__all__ = ["EXTRAS", "add_parser", "run"]
+
+EXTRAS = ("monitoring",)
+"""It reads the generated rules and dashboard (YAML)."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

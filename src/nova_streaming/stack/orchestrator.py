@@ -55,6 +55,8 @@ from nova_streaming.stack.viewers import ViewerSwarm
 
 NGINX_BIN = "/usr/sbin/nginx"
 REDIS_BIN = "/usr/bin/redis-server"
+SERVICE_SHUTDOWN_GRACE = 8.0
+"""Seconds a replica of the local stack may drain (the supervisor SIGKILLs at 10)."""
 RTMP_APP = "live"
 REQUIRED_BINARIES = {
     "prometheus": ("/usr/bin/prometheus", "prometheus"),
@@ -335,6 +337,9 @@ class LocalStack:
             "--ingest-port", str(ingest),
             "--region", self.options.region,
             "--replica-id", f"replica-{index}",
+            # Stopped with SIGTERM (the supervisor), it drains: keep that below the
+            # supervisor's SIGKILL timeout.
+            "--shutdown-grace", f"{SERVICE_SHUTDOWN_GRACE:g}",
         ]  # fmt: skip
         if self.options.replicas > 1:
             argv += ["--presence", "redis",

@@ -140,8 +140,16 @@ class ViewerHub:
         if self._task is None:
             self._task = asyncio.create_task(self._tick_loop(), name="viewer-hub-tick")
 
+    @property
+    def closing(self) -> bool:
+        """True from :meth:`close` on: new viewers are refused (1001, going away)."""
+        return self._closing
+
     async def close(self) -> None:
-        """Close every viewer (1001, going away), recording each disconnection."""
+        """Close every viewer (1001, going away: the client reconnects, to another
+        replica behind a load balancer), recording each disconnection; from now on new
+        viewers are refused with 1001 too. The graceful drain calls it at SIGTERM, the
+        app's shutdown again (idempotent)."""
         self._closing = True
         if self._task is not None:
             self._task.cancel()
