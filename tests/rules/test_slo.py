@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from nova_monitoring.render import FILES
-from nova_monitoring.slo import ERRORS_SLO, LATENCY_SLO, SLOS
+from nova_monitoring.slo import ERRORS_SLO, LATENCY_SLO, SLO, SLOS, BurnWindow
 from streaming_metrics import StreamingMetrics
 from streaming_metrics import definitions as d
 
@@ -504,3 +504,20 @@ def test_every_slo_panel_query_gives_the_expected_values_in_promtool(
     }
     result = _run_promtool([case], _rules_text(committed), tmp_path, promtool, run)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: BurnWindow("1h", "4m", 14.4, "critical"), "no error ratio is recorded"),
+        (lambda: BurnWindow("5m", "1h", 14.4, "critical"), "short window must be shorter"),
+        (lambda: BurnWindow("1h", "5m", 0.0, "critical"), "factor must be positive"),
+        (lambda: SLO("x", "StreamingX", "X", 0.99, "m", "t"), "exactly one of good and bad"),
+        (lambda: SLO("x", "StreamingX", "X", 1.0, "m", "t", bad="b"), r"not in \(0, 1\)"),
+        (lambda: SLO("x", "XBurn", "X", 0.99, "m", "t", bad="b"), "must start with 'Streaming'"),
+    ],
+)
+def test_slo_definitions_reject_misuse_at_definition_time(make: Any, message: str) -> None:
+    """A window with no recorded ratio, a reversed pair, a bad objective fail when defined."""
+    with pytest.raises(ValueError, match=message):
+        make()
