@@ -147,7 +147,8 @@ def _add_deploy_arguments(r: argparse.ArgumentParser) -> None:
     d.add_argument(
         "--pod-cidr",
         default=_DEPLOY.pod_cidr,
-        help="the cluster's pod network: NOVA_TRUSTED_PEERS (nginx-rtmp's callbacks and push)",
+        help="the cluster's pod network (CIDR[,CIDR...]): NOVA_TRUSTED_PEERS, who may call "
+        "the nginx-rtmp callbacks and push",
     )
     d.add_argument(
         "--max-connections",

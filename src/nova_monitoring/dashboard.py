@@ -9,7 +9,7 @@ Example::
 
     >>> dash = dashboard()
     >>> dash["title"], len(dash["panels"])
-    ('Nova Streaming Metrics Dashboard', 5)
+    ('Nova Streaming Metrics Dashboard', 6)
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ from grafana_foundation_sdk.builders import dashboard as dashboard_b
 from grafana_foundation_sdk.builders import piechart as piechart_b
 from grafana_foundation_sdk.builders import prometheus as prometheus_b
 from grafana_foundation_sdk.builders import stat as stat_b
+from grafana_foundation_sdk.builders import table as table_b
 from grafana_foundation_sdk.builders import timeseries as timeseries_b
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as common_m
 from grafana_foundation_sdk.models import dashboard as dashboard_m
 from grafana_foundation_sdk.models import piechart as piechart_m
+from grafana_foundation_sdk.models import prometheus as prometheus_m
 
 from nova_monitoring._types import Data
 from nova_monitoring.promql import le_matcher
@@ -40,6 +42,8 @@ __all__ = [
     "LATENCY_CAP_TEXT",
     "PANELS",
     "SLOW_FRAMES_EXPR",
+    "WORST_STREAMS",
+    "WORST_STREAMS_DROPS",
     "PanelSpec",
     "dashboard",
     "dashboard_json",
@@ -122,6 +126,37 @@ SLOW_FRAMES_EXPR = (
     f" / sum(rate({_LATENCY}_count[{_WINDOW}])))"
 )
 """Second query of the latency panel: the share (%) of frames slower than 1 s."""
+
+# --- Worst streams now (design section 10) ---
+# The owner's p95 lag per stream, with the stream's region (stream_info has region and
+# stream_type, not quality) and a quality from the bitrate series (the stream's
+# highest-bitrate rendition; a stream without a bitrate yet keeps its row, unlabelled).
+# max by: replica-safe during a hand-over, when two replicas may export a stream.
+_LAG_WITH_REGION = (
+    f"max by (stream_id) ({d.STREAM_INGEST_LAG_SECONDS.name})"
+    " * on (stream_id) group_left (region) "
+    f"max by (stream_id, region) ({d.STREAM_INFO.name})"
+)
+_ONE_QUALITY = (
+    f"topk by (stream_id) (1, max by (stream_id, quality) ({d.QUALITY_BITRATE_KBPS.name})) * 0 + 1"
+)
+WORST_STREAMS = PanelSpec(
+    6,
+    "Worst streams now",
+    "table",
+    f"topk(10, ({_LAG_WITH_REGION}) * on (stream_id) group_left (quality) ({_ONE_QUALITY})"
+    f" or on (stream_id) ({_LAG_WITH_REGION}))",
+    "",
+)
+WORST_STREAMS_DROPS = PanelSpec(
+    6,
+    "Worst streams now",
+    "table",
+    f"sum by (stream_id) (increase({d.STREAM_FRAME_DROPS.name}[{_WINDOW}]))"
+    " and on (stream_id) "
+    f"topk(10, max by (stream_id) ({d.STREAM_INGEST_LAG_SECONDS.name}))",
+    "",
+)
 
 
 def _query(panel: PanelSpec, *, instant: bool = False) -> prometheus_b.Dataquery:
@@ -239,7 +274,8 @@ def _ingest_latency(panel: PanelSpec) -> timeseries_b.Panel:
             " axis, %) says how many frames are beyond the cap."
         )
         .datasource(_DATASOURCE)
-        .with_target(_query(panel))
+        # Exemplars on: each slow frame's point names its stream (design section 10).
+        .with_target(_query(panel).exemplar(True))
         .with_target(
             prometheus_b.Dataquery()
             .ref_id("B")
@@ -283,6 +319,44 @@ def _ingest_latency(panel: PanelSpec) -> timeseries_b.Panel:
     )
 
 
+def _worst_streams() -> table_b.Panel:
+    lag, drops = WORST_STREAMS, WORST_STREAMS_DROPS
+    return (
+        table_b.Panel()
+        .id(lag.id)
+        .title(lag.title)
+        .description(
+            "The 10 streams with the highest ingest lag now (each owner's p95 over the "
+            "last 10 s, not capped at 1 s like the histogram), their region and quality, "
+            "and frames dropped in 5 minutes. The same list: GET /api/v1/streams?sort=lag."
+        )
+        .datasource(_DATASOURCE)
+        .with_target(
+            _query(lag, instant=True).ref_id("A").format(prometheus_m.PromQueryFormat.TABLE)
+        )
+        .with_target(
+            _query(drops, instant=True).ref_id("B").format(prometheus_m.PromQueryFormat.TABLE)
+        )
+        .grid_pos(_grid(0, 16, 24))
+        .unit("s")
+        .thresholds(_steps((None, "green"), (0.5, "orange"), (1, "red")))
+        .with_transformation(dashboard_m.DataTransformerConfig(id_val="merge", options={}))
+        .with_transformation(
+            dashboard_m.DataTransformerConfig(
+                id_val="organize",
+                options={
+                    "excludeByName": {"Time": True},
+                    "renameByName": {"Value #A": "p95 lag", "Value #B": "drops (5m)"},
+                },
+            )
+        )
+        .sort_by([common_b.TableSortByFieldState().display_name("p95 lag").desc(True)])
+        .override_by_name(
+            "drops (5m)", [dashboard_m.DynamicConfigValue(id_val="unit", value="short")]
+        )
+    )
+
+
 def _builder() -> dashboard_b.Dashboard:
     active, peak, current, errors, latency = PANELS
     return (
@@ -303,6 +377,7 @@ def _builder() -> dashboard_b.Dashboard:
         .with_panel(_current_viewers(current))
         .with_panel(_error_rate(errors))
         .with_panel(_ingest_latency(latency))
+        .with_panel(_worst_streams())
     )
 
 

@@ -42,14 +42,16 @@ class DeployOptions:
 
     ``pod_cidr`` becomes ``NOVA_TRUSTED_PEERS``: the nginx-rtmp callbacks and push come
     from the ingest pod's IP, so the service must trust the pod network (set your
-    cluster's pod CIDR; the default is a common private range).
+    cluster's pod CIDR; the default is a common private range). Several networks are
+    comma-separated, no spaces.
     ``max_connections`` (``NOVA_MAX_CONNECTIONS``) and ``streams_per_replica`` size the
     service's requests and limits (:mod:`nova_monitoring.sizing`).
     ``replicas`` is the scaled variant's HPA minimum, ``max_replicas`` its maximum.
     ``redis`` is ``in-cluster`` (a Redis Deployment and Service for presence) or
     ``external`` (the URL read from the ``redis_url_secret`` Secret).
-    ``shutdown_grace`` is the seconds the service takes to drain on SIGTERM; the pod's
-    ``terminationGracePeriodSeconds`` covers it plus the preStop pause.
+    ``shutdown_grace`` is ``NOVA_SHUTDOWN_GRACE``, the seconds the service takes to
+    drain on SIGTERM (unready, viewers closed with 1001, streams handed over); the pod's
+    ``terminationGracePeriodSeconds`` covers it plus the preStop pause and 5 s to exit.
 
     Example::
 
@@ -86,12 +88,13 @@ class DeployOptions:
                 )
         if not LABEL_VALUE_PATTERN.fullmatch(self.region):
             raise RenderOptionsError(f"region: {self.region!r} is not a lowercase label value")
-        try:
-            ipaddress.ip_network(self.pod_cidr, strict=True)
-        except ValueError:
-            raise RenderOptionsError(
-                f"pod_cidr: {self.pod_cidr!r} is not a network in CIDR notation"
-            ) from None
+        for network in self.pod_cidr.split(","):
+            try:
+                ipaddress.ip_network(network, strict=True)
+            except ValueError:
+                raise RenderOptionsError(
+                    f"pod_cidr: {network!r} is not a network in CIDR notation"
+                ) from None
         for name in ("max_connections", "streams_per_replica", "replicas", "ingest_replicas"):
             if getattr(self, name) < 1:
                 raise RenderOptionsError(f"{name}: must be at least 1")

@@ -79,13 +79,17 @@ MANIFESTS_HEADER = (
     " do not edit by hand.\n"
 )
 
-_MONITORING_RESOURCES = (
-    "servicemonitor",
-    "dashboard-configmap",
-    "slo-dashboard-configmap",
-    "alertmanager-config",
-)
-"""The monitoring files that are Kubernetes resources, in ``kubectl apply -k`` order."""
+
+def _monitoring_resources() -> list[str]:
+    """The bundle's Kubernetes resource files, in ``FILES`` order, for its kustomization.
+
+    By convention ``.yaml`` files hold Kubernetes resources and ``.yml``/``.json`` the
+    plain files (rules, Alertmanager, dashboard), so a new resource file is listed
+    without touching this (a test checks every ``.yaml`` is a resource and listed).
+    """
+    return [
+        name for key, name in FILES.items() if name.endswith(".yaml") and key != "kustomization"
+    ]
 
 
 class _Dumper(yaml.SafeDumper):
@@ -166,9 +170,7 @@ def render_documents(options: RenderOptions) -> dict[str, str]:
                 )
             ]
         ),
-        FILES["kustomization"]: dump_yaml(
-            [kustomization([FILES[key] for key in _MONITORING_RESOURCES])]
-        ),
+        FILES["kustomization"]: dump_yaml([kustomization(_monitoring_resources())]),
     }
 
 

@@ -112,6 +112,8 @@ def _env(options: RenderOptions, deploy: DeployOptions, presence: Presence) -> l
         # The nginx-rtmp callbacks and push come from the ingest pod's IP.
         {"name": "NOVA_TRUSTED_PEERS", "value": deploy.pod_cidr},
         {"name": "NOVA_MAX_CONNECTIONS", "value": str(deploy.max_connections)},
+        # Below terminationGracePeriodSeconds, so the drain ends before any SIGKILL.
+        {"name": "NOVA_SHUTDOWN_GRACE", "value": str(deploy.shutdown_grace)},
         _secret_env("NOVA_PUBLISH_SECRET", deploy.publish_secret, deploy.publish_secret_key),
     ]
     if options.metrics_token_secret is not None:
@@ -154,8 +156,9 @@ def _container(options: RenderOptions, deploy: DeployOptions, presence: Presence
         "readinessProbe": _http_probe(READY_PATH, period=5, failures=2),
         "livenessProbe": _http_probe(HEALTH_PATH, period=10, failures=3),
         "lifecycle": {
-            # Endpoints are removed while this runs, so no new viewer lands on a pod
-            # that is about to close its viewers; then SIGTERM starts the drain.
+            # The pod leaves the Service's endpoints while this runs, so viewers closed
+            # by the drain (1001) and nginx's re-push reconnect to another replica, not
+            # to this one; then SIGTERM starts the drain (NOVA_SHUTDOWN_GRACE).
             "preStop": {"exec": {"command": ["sleep", str(deploy.pre_stop_seconds)]}},
         },
         "resources": service_resources(deploy),

@@ -68,8 +68,10 @@ def shutdown_budget(grace: float) -> tuple[float, float]:
     """Split ``grace`` seconds into (hand-over wait, reserve for the server's own
     shutdown): the reserve is a fifth of the grace, at most 5 s.
 
-    >>> shutdown_budget(25.0)
-    (20.0, 5.0)
+    >>> shutdown_budget(20.0)
+    (16.0, 4.0)
+    >>> shutdown_budget(30.0)
+    (25.0, 5.0)
     >>> shutdown_budget(5.0)
     (4.0, 1.0)
     """

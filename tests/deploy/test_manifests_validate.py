@@ -24,6 +24,7 @@ from nova_testing.kustomize import (
     KubectlYamlLoader,
     kustomization_resources,
     kustomize_build,
+    load_documents,
 )
 from nova_testing.manifests import Resource, one, pick
 
@@ -116,11 +117,17 @@ def test_kustomization_resources_exist_and_cover_every_file(tree: Path) -> None:
         listed = kustomization_resources(directory)
         files = {p.resolve() for p in directory.glob("*.yaml") if p.name != KUSTOMIZATION}
         listed_files = {p for p in listed if p.is_file()}
-        if directory.name == "monitoring":
-            # The plain Alertmanager file and rules file are for non-operator setups.
-            assert listed_files <= files
-            continue
         assert listed_files == files, directory
+        if directory.name == "monitoring":
+            # .yaml files are resources; the plain rules (.yml), Alertmanager (.yml) and
+            # dashboard (.json) files are for non-operator setups, never applied.
+            plain = [p for p in directory.iterdir() if p.suffix in (".yml", ".json")]
+            assert plain
+            for path in plain:
+                assert "kind" not in (load_documents(path)[0] if path.suffix == ".yml" else {})
+            for path in files:
+                assert all("apiVersion" in d and "kind" in d for d in load_documents(path))
+            continue
         assert (tree / "monitoring").resolve() in listed
 
 

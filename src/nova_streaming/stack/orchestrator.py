@@ -566,7 +566,8 @@ class LocalStack:
             "Check the Integration Checklist:",
             f"  {cli} verify --prometheus {urls['prometheus']} "
             f"--alertmanager {urls['alertmanager']} --receiver {urls['receiver']} "
-            f"--scenario {self.options.scenario} --replicas {self.options.replicas} --wait 600",
+            f"--scenario {self.options.scenario} --replicas {self.options.replicas} "
+            f"--service {urls['service_0']} --wait 600",
             "",
             f"Ctrl-C (or `{cli} stack down{run_dir_flag}` from another shell) stops everything.",
         ]

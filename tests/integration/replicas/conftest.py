@@ -115,6 +115,7 @@ class ReplicaProcess:
         *,
         replica_id: str,
         stream_grace: float = GRACE,
+        presence_ttl: float = TTL,
         extra_args: Sequence[str] = (),
         log: Path | None = None,
     ) -> None:
@@ -135,7 +136,7 @@ class ReplicaProcess:
                 f"--ingest-port={self.ingest_port}",
                 f"--region={REGION}",
                 f"--publish-secret={SECRET}",
-                f"--presence-ttl={TTL}",
+                f"--presence-ttl={presence_ttl}",
                 f"--stream-grace={stream_grace}",
                 "--viewer-update-interval=0.2",
                 f"--replica-id={replica_id}",
