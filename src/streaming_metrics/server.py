@@ -260,12 +260,19 @@ class _HTTPServer:
                     soonest = min(c.deadline for c in self._waiting)
                     timeout = max(0.0, min(timeout, soonest - now))
                 for key, _ in self._selector.select(timeout):
-                    if key.fileobj is self.socket:
-                        self._accept()
-                    elif key.fileobj is self._wake_r:
-                        self._take_returned()
-                    else:
-                        self._read(key.data)
+                    try:
+                        if key.fileobj is self.socket:
+                            self._accept()
+                        elif key.fileobj is self._wake_r:
+                            self._take_returned()
+                        else:
+                            self._read(key.data)
+                    except Exception:
+                        # One connection's surprise must not end the serve loop.
+                        logger.exception("metrics server: serve loop error")
+                        if isinstance(key.data, _Connection):
+                            self._unwait(key.data)
+                            self._close(key.data)
                 self._expire(time.monotonic())
         finally:
             self._shut()

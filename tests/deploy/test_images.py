@@ -100,6 +100,18 @@ def test_service_install_step_is_the_service_extra_only(
     assert "service" in extras
 
 
+def test_service_build_copies_only_the_project(service_file: list[Instruction]) -> None:
+    """The image copies pyproject.toml, README.md and src/ and nothing else: the same
+    build context the fresh-venv install test (tests/integration/packaging) installs
+    from, so that test proves this image's install step."""
+    copied = set()
+    for arguments in _all(service_file, "COPY"):
+        words = arguments.split()
+        assert not any(w.startswith("--from") for w in words)
+        copied.update(w.rstrip("/") for w in words[:-1])
+    assert copied == {"pyproject.toml", "README.md", "src"}
+
+
 def _user(instructions: list[Instruction]) -> tuple[int, int]:
     user, _, group = _last(instructions, "USER").partition(":")
     return int(user), int(group or user)

@@ -190,7 +190,13 @@ class ViewerHub:
     # --- joins and leaves ---
 
     def join(self, viewer: Viewer) -> bool:
-        """Count ``viewer`` and send its ``hello``; False if the hello could not go."""
+        """Count ``viewer`` and send its ``hello``; False if the hello could not go, or
+        if the hub closed while the viewer was being admitted (then closed with 1001,
+        never counted)."""
+        if self._closing:
+            viewer.left = True
+            send_now(viewer.socket.close(CLOSE_GOING_AWAY, "server shutdown"))
+            return False
         sid = viewer.stream_id
         viewers = self._streams.setdefault(sid, {})
         viewers[viewer] = None

@@ -4,9 +4,11 @@ extra, each in a fresh virtualenv with nothing else (no system site-packages, no
 test's own environment). Their commands run; a command whose extra is missing exits 3
 with one line naming the extra to install.
 
-The project is copied (pyproject.toml, README.md, src/) into a scratch build context,
-as an image build copies it, so pip's in-tree build leaves nothing in the worktree.
-pip's cache is used. One venv per extra, built once for this module.
+The build context is what the service image's Containerfile copies (its ``COPY``
+lines, read from images/service/Containerfile: pyproject.toml, README.md, src/), in a
+scratch directory, so pip's in-tree build leaves nothing in the worktree; the
+``[service]`` venv runs the Containerfile's own install target. pip's cache is used.
+One venv per extra, built once for this module.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from nova_testing.ports import free_port
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[3]
+CONTAINERFILE = ROOT / "images" / "service" / "Containerfile"
 SID = "1b4e28ba-2fa1-4d3b-a3f5-ef19b5a7633b"
 MISSING_EXTRA_EXIT = 3
 
@@ -58,17 +61,40 @@ def clean_env() -> dict[str, str]:
     return env
 
 
+def containerfile_copies() -> list[tuple[list[str], str]]:
+    """The service Containerfile's ``COPY <sources...> <dest>`` lines."""
+    copies: list[tuple[list[str], str]] = []
+    for line in CONTAINERFILE.read_text().splitlines():
+        words = line.split()
+        if words and words[0] == "COPY" and not any(w.startswith("--") for w in words):
+            copies.append((words[1:-1], words[-1]))
+    return copies
+
+
+def test_the_image_installs_the_service_extra_from_what_it_copies() -> None:
+    """The image's install step is ``pip install ".[service]"`` on the copied project
+    (what the ``service`` venv below reproduces)."""
+    text = CONTAINERFILE.read_text()
+    assert 'pip install ".[service]"' in text
+    copied = {source for sources, _dest in containerfile_copies() for source in sources}
+    assert {"pyproject.toml", "README.md", "src"} <= copied
+
+
 @pytest.fixture(scope="module")
 def build_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """What an image build copies: the project metadata, README and sources."""
+    """What the image build copies (the Containerfile's COPY lines), nothing else."""
     context = tmp_path_factory.mktemp("context")
-    shutil.copy2(ROOT / "pyproject.toml", context)
-    shutil.copy2(ROOT / "README.md", context)
-    shutil.copytree(
-        ROOT / "src",
-        context / "src",
-        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc"),
-    )
+    for sources, dest in containerfile_copies():
+        for source in sources:
+            origin = ROOT / source
+            target = context / dest / source if dest.endswith("/") else context / dest
+            if origin.is_dir():
+                shutil.copytree(
+                    origin, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+                )
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(origin, target)
     return context
 
 

@@ -65,3 +65,37 @@ async def test_drain_goes_unready_first_then_closes_viewers_with_1001(
     assert await closed_with(late) == 1001
     rejected = replica.sample(WEBSOCKET_REJECTED, {"reason": "shutting_down"})
     assert rejected == 1
+
+
+async def test_a_viewer_still_being_admitted_when_the_drain_starts_is_closed_uncounted(
+    replicas: Replicas, new_stream_id: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A viewer whose admission (the registry check) is under way when the drain closes
+    the hub is closed with 1001 instead of joining a hub that has already said goodbye
+    (it would otherwise stay connected and counted until the server's own shutdown)."""
+    replica = await replicas(presence="memory")
+    sid = new_stream_id()
+    registry = replica.service.registry
+    await registry.start(sid, "test-1", "live")
+    entered, gate = asyncio.Event(), asyncio.Event()
+    is_active = registry.is_active
+
+    async def held_is_active(stream_id: str) -> bool:
+        entered.set()
+        await gate.wait()
+        return await is_active(stream_id)
+
+    monkeypatch.setattr(registry, "is_active", held_is_active)
+
+    async def open_viewer() -> Any:
+        return await connect(replica.ws(sid))
+
+    connecting = asyncio.create_task(open_viewer())
+    await asyncio.wait_for(entered.wait(), 10)
+    await ShutdownDrain(replica.service).run(deadline=asyncio.get_running_loop().time() + 5)
+    gate.set()
+    ws = await connecting
+    assert await closed_with(ws) == 1001
+    assert replica.service.hub.total == 0
+    assert replica.service.presence.local_count(sid) == 0
+    assert not replica.sample(d.WEBSOCKET_CONNECTIONS.name, {"stream_id": sid})
