@@ -96,12 +96,22 @@ async def run() -> None:
         await receiver.stop()
 
 
-def main() -> int:
-    """``python -m bench._ingest_receiver``."""
+def main(argv: list[str]) -> int:
+    """``python -m bench._ingest_receiver [service|asyncio]``: the event loop the service
+    runs on (:func:`nova_streaming.runner.new_event_loop`: uvloop when installed), or
+    asyncio's own loop for comparison."""
+    from nova_streaming.runner import new_event_loop
+
     raise_nofile()
-    asyncio.run(run())
+    kind = argv[0] if argv else "service"
+    factories = {"service": new_event_loop, "asyncio": asyncio.new_event_loop}
+    if kind not in factories:
+        print(f"usage: python -m bench._ingest_receiver [{'|'.join(factories)}]", file=sys.stderr)
+        return 2
+    with asyncio.Runner(loop_factory=factories[kind]) as runner:
+        runner.run(run())
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

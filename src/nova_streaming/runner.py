@@ -7,8 +7,10 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import socket
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
 
 import uvicorn
 from starlette.applications import Starlette
@@ -18,7 +20,9 @@ from nova_streaming.settings import Settings
 from nova_streaming.viewers.endpoint import ViewerFastPath
 from streaming_metrics import StreamingMetrics, start_metrics_server
 
-__all__ = ["WS_MAX_MESSAGE_BYTES", "serve", "uvicorn_config"]
+__all__ = ["WS_MAX_MESSAGE_BYTES", "new_event_loop", "run", "serve", "uvicorn_config"]
+
+_T = TypeVar("_T")
 
 WS_MAX_MESSAGE_BYTES = 64 * 1024
 """Largest message a viewer may send (viewers have nothing to say; keep it small)."""
@@ -55,6 +59,32 @@ def uvicorn_config(
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop when it is installed (the ``service`` extra brings it on
+    platforms with a wheel), else asyncio's own.
+
+    uvloop reads sockets in C into one reused buffer: the RTMP receiver's CPU per relayed
+    stream and the viewers' broadcasts cost a fraction of the default loop's (numbers in
+    docs/benchmarks.md). Everything the service does works the same on both loops.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run(main: Coroutine[Any, Any, _T]) -> _T:
+    """``asyncio.run(main)`` on :func:`new_event_loop`'s loop.
+
+    Example::
+
+        run(serve(settings, metrics=metrics))
+    """
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(main)
 
 
 async def serve(

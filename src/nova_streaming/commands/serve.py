@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 
 from nova_streaming.extensions import load_extensions
+from nova_streaming.runner import run as run_service
 from nova_streaming.runner import serve
 from nova_streaming.settings import SETTING_SPECS, Settings, process_environ
 from streaming_metrics import StreamingMetrics
@@ -55,5 +55,5 @@ def run(args: argparse.Namespace) -> int:
     )
     # The guide's helper functions then record into the same instance.
     set_default_metrics(metrics)
-    asyncio.run(serve(settings, metrics=metrics, extensions=load_extensions(settings)))
+    run_service(serve(settings, metrics=metrics, extensions=load_extensions(settings)))
     return 0
