@@ -1,4 +1,5 @@
-"""The service's own metrics (not part of the guide's contract): presence health, rejections.
+"""The service's own metrics (not part of the guide's contract): presence health, rejections,
+untrusted callers and ingest timestamp discontinuities.
 
 They live in the same registry as the library's series, so one scrape sees both.
 
@@ -16,9 +17,12 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 __all__ = [
+    "INGEST_DISCONTINUITIES",
     "PRESENCE_ERRORS",
     "PRESENCE_OPERATIONS",
     "PRESENCE_UP",
+    "UNTRUSTED_ENDPOINTS",
+    "UNTRUSTED_REQUESTS",
     "WEBSOCKET_DROPPED",
     "WEBSOCKET_DROP_REASONS",
     "WEBSOCKET_REJECTED",
@@ -30,11 +34,16 @@ PRESENCE_ERRORS: Final = "nova_streaming_presence_errors_total"
 PRESENCE_UP: Final = "nova_streaming_presence_up"
 WEBSOCKET_REJECTED: Final = "nova_streaming_websocket_rejected_total"
 WEBSOCKET_DROPPED: Final = "nova_streaming_websocket_dropped_total"
+UNTRUSTED_REQUESTS: Final = "nova_streaming_untrusted_requests_total"
+INGEST_DISCONTINUITIES: Final = "nova_streaming_ingest_discontinuities_total"
 
 # Operations against the shared presence/registry backend (Redis) that can fail.
 PRESENCE_OPERATIONS: Final = ("heartbeat", "sync", "read", "registry", "events")
 WEBSOCKET_REJECT_REASONS: Final = ("invalid_stream_id", "stream_not_active", "over_capacity")
 WEBSOCKET_DROP_REASONS: Final = ("slow_consumer",)
+# Where a caller outside NOVA_TRUSTED_PEERS is refused: the two nginx callbacks and the
+# RTMP ingest port. Counted here, never in broadcast_errors_total (design section 5).
+UNTRUSTED_ENDPOINTS: Final = ("on_publish", "on_publish_done", "ingest")
 
 
 def _base(name: str) -> str:
@@ -69,6 +78,21 @@ class ServiceMetrics:
             ["reason"],
             registry=registry,
         )
+        self.untrusted_requests = Counter(
+            _base(UNTRUSTED_REQUESTS),
+            "Callbacks and ingest connections refused because the peer address is not "
+            "in NOVA_TRUSTED_PEERS, by endpoint.",
+            ["endpoint"],
+            registry=registry,
+        )
+        self.ingest_discontinuities = Counter(
+            _base(INGEST_DISCONTINUITIES),
+            "Video timestamps that went backwards or jumped forward by more than 10 s "
+            "of media time (the lag baseline restarted; not counted as drops).",
+            registry=registry,
+        )
+        for endpoint in UNTRUSTED_ENDPOINTS:
+            self.untrusted_requests.labels(endpoint=endpoint)
         for operation in PRESENCE_OPERATIONS:
             self.presence_errors.labels(operation=operation)
         for reason in WEBSOCKET_REJECT_REASONS:

@@ -53,6 +53,20 @@ def clean_amount(value: object) -> float | str:
     return amount
 
 
+def clean_count(value: object) -> float | str:
+    """An occurrence count (an int >= 1) as the float a counter adds, or the rejection
+    reason (a str): ``invalid_type`` for anything not an integer (bools included),
+    ``negative_value`` below 1, ``not_finite`` for an int too large for a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return d.REJECT_INVALID_TYPE
+    if value < 1:
+        return d.REJECT_NEGATIVE
+    try:
+        return float(value)
+    except OverflowError:
+        return d.REJECT_NOT_FINITE
+
+
 def check_label_values(kind: str, values: object) -> tuple[str, ...]:
     """Configuration-time check of a set of label values; raises ``ValueError`` naming ``kind``.
 

@@ -87,9 +87,9 @@ def record_quality_bitrate(stream_id: str | UUID, quality: str, kbps: float) -> 
     default_metrics().record_quality_bitrate(stream_id, quality, kbps)
 
 
-def record_broadcast_error(error_type: str) -> None:
-    """See :meth:`StreamingMetrics.record_broadcast_error`."""
-    default_metrics().record_broadcast_error(error_type)
+def record_broadcast_error(error_type: str, count: int = 1) -> None:
+    """See :meth:`StreamingMetrics.record_broadcast_error` (``count``: an int >= 1)."""
+    default_metrics().record_broadcast_error(error_type, count)
 
 
 def record_rtmp_connection_failure() -> None:

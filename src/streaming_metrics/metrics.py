@@ -41,6 +41,7 @@ from streaming_metrics._stream import StreamRecord
 from streaming_metrics._validation import (
     check_label_values,
     clean_amount,
+    clean_count,
     clean_stream_id,
     is_label_value,
 )
@@ -507,19 +508,30 @@ class StreamingMetrics:
                 # Copy on write: the scrape iterates bitrates without the lock.
                 rec.bitrates = {**rec.bitrates, bounded: rate}
 
-    def record_broadcast_error(self, error_type: str) -> None:
-        """``broadcast_errors_total{error_type}`` +1 (unconfigured types count as ``other``)."""
+    def record_broadcast_error(self, error_type: str, count: int = 1) -> None:
+        """``broadcast_errors_total{error_type}`` + ``count`` (unconfigured types count as
+        ``other``), in one increment whatever the count: O(1) work per report, so a peer
+        that makes an ingest report a million dropped frames costs one call.
+        ``count`` must be an int >= 1 (else the call is rejected and counted)."""
+        if count.__class__ is int and count == 1:
+            amount = 1.0
+        else:
+            cleaned = clean_count(count)
+            if isinstance(cleaned, str):
+                self._reject(cleaned, "record_broadcast_error", count)
+                return
+            amount = cleaned
         try:
             child = self._error_children.get(error_type)
         except TypeError:
             child = None
         if child is not None:
-            child.inc()
+            child.inc(amount)
             return
         if not is_label_value(error_type):
             self._reject(d.REJECT_INVALID_LABEL, "record_broadcast_error", error_type)
             return
-        self._error_children[d.OTHER].inc()
+        self._error_children[d.OTHER].inc(amount)
 
     def record_rtmp_connection_failure(self) -> None:
         """``broadcast_errors_total{error_type="rtmp_connection_failed"}`` +1."""

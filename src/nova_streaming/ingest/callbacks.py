@@ -2,14 +2,19 @@
 
 - ``POST /rtmp/on_publish``: :func:`~nova_streaming.ingest.publish_auth.decide_publish`
   with the HTTP peer's address (``request.client.host``), the settings' trusted peers
-  and publish secret. Refused: 403 (nginx drops the broadcaster) and ``auth_rejected``
-  counted once. Allowed: the authorization goes to the registry (cluster-wide, for
+  and publish secret. From an address outside the trusted peers: 403, counted only in
+  ``nova_streaming_untrusted_requests_total{endpoint="on_publish"}`` (never a broadcast
+  error: the error-rate page must not be something anyone on the network can fire).
+  Refused by a trusted nginx (bad token, non-UUID name, ...): 403 (nginx drops the
+  broadcaster) and ``auth_rejected`` counted once. Allowed: the authorization goes to
+  the registry (cluster-wide, for
   :data:`~nova_streaming.ingest.component.AUTHORIZATION_TTL`), since the relay that
   follows may reach another replica's receiver and carries no query string; 200.
   503 (nothing counted) while the shared backend is unreachable.
 - ``POST /rtmp/on_publish_done``: from a trusted peer, end the stream through the
   registry (routed to its owner, reason ``publish_done``) and answer 200 whatever
-  happened (nginx ignores the answer); from anyone else 403, counted ``auth_rejected``.
+  happened (nginx ignores the answer); from anyone else 403, counted only in
+  ``nova_streaming_untrusted_requests_total{endpoint="on_publish_done"}``.
 
 The body is read only after the peer is known to be trusted, and at most
 ``MAX_CALLBACK_BODY`` bytes of it.
@@ -64,6 +69,13 @@ def _peer(request: Request) -> str | None:
     return request.client.host if request.client is not None else None
 
 
+def _untrusted(service: Service, endpoint: str, peer: str | None) -> PlainTextResponse:
+    """403 for a caller outside the trusted peers, counted in the service's own metric."""
+    service.service_metrics.untrusted_requests.labels(endpoint=endpoint).inc()
+    log.debug("ingest: %s refused (%s): from %r", endpoint, REASON_UNTRUSTED_PEER, peer)
+    return PlainTextResponse(f"refused: {REASON_UNTRUSTED_PEER}\n", status_code=403)
+
+
 def _refused(service: Service, what: str, reason: str, detail: str) -> PlainTextResponse:
     service.metrics.record_broadcast_error(AUTH_REJECTED)
     log.info("ingest: %s refused (%s): %s", what, reason, detail)
@@ -79,7 +91,7 @@ def callback_routes(component: IngestComponent) -> list[Route]:
         service: Service = request.app.state.service
         peer = _peer(request)
         if not trusted.allows(peer):
-            return _refused(service, "on_publish", REASON_UNTRUSTED_PEER, f"from {peer!r}")
+            return _untrusted(service, "on_publish", peer)
         body = await _read_body(request, MAX_CALLBACK_BODY)
         if body is None:
             return _refused(
@@ -113,7 +125,7 @@ def callback_routes(component: IngestComponent) -> list[Route]:
         service: Service = request.app.state.service
         peer = _peer(request)
         if not trusted.allows(peer):
-            return _refused(service, "on_publish_done", REASON_UNTRUSTED_PEER, f"from {peer!r}")
+            return _untrusted(service, "on_publish_done", peer)
         body = await _read_body(request, MAX_CALLBACK_BODY)
         decision = decide_publish_done(body or b"", peer, trusted=trusted)
         if body is None or not decision.allowed or decision.stream_id is None:

@@ -15,7 +15,11 @@ Lifecycle of one relayed publish (design sections 3 and 5):
 - **media**: every video frame's lag goes to the latency histogram (the hot path:
   one dict check and the metrics call); ``frame_drop``, ``protocol_error``,
   ``rtmp_connection_failed`` and ``timeout`` come from the receiver's ``on_error``, the
-  only place errors are counted; the bitrate goes to the owner's per-stream gauge.
+  only place errors are counted, each report one counter increment by its count
+  (O(1) whatever a peer sends); a timestamp discontinuity counts
+  ``nova_streaming_ingest_discontinuities_total``; a connection from an untrusted
+  address only ``nova_streaming_untrusted_requests_total{endpoint="ingest"}``; the
+  bitrate goes to the owner's per-stream gauge.
 - **stop**: ``TIMEOUT`` ends the stream (``timeout``, counted once by ``on_error``);
   any other stop (TCP close, protocol error, our shutdown) is an interruption: the
   stream stays active for ``stream_grace`` seconds waiting for a re-push (here or on
@@ -58,7 +62,6 @@ from streaming_metrics import StreamingMetrics
 __all__ = [
     "AUTHORIZATION_TTL",
     "AUTH_REJECTED",
-    "MAX_ERRORS_PER_REPORT",
     "REASON_PUBLISH_DONE",
     "IngestComponent",
 ]
@@ -73,10 +76,6 @@ AUTHORIZATION_TTL: Final = 86400.0
 histogram's top bucket), because nginx re-pushes a relay at any time mid-broadcast and
 the broadcaster never learns that the relay was refused. A re-push of a stream the
 registry still holds is admitted by the record, whatever the authorization's age."""
-
-MAX_ERRORS_PER_REPORT: Final = 100_000
-"""At most this many errors counted from one report: a timestamp jump of hours is a
-discontinuity, not a hundred million dropped frames (an hour at 30 fps is 108 000)."""
 
 _ENDED_MEMORY: Final = 10_000
 _STOP_WAIT_SECONDS: Final = 5.0
@@ -137,6 +136,7 @@ class IngestComponent:
         self._tasks: set[asyncio.Task[None]] = set()
         self._latency: Callable[[str, float], None] = _not_started
         self._error: Callable[[str], None] = _not_started_error
+        self._discontinuity: Callable[[], None] = _not_started_discontinuity
 
     # --- component ------------------------------------------------------------------
 
@@ -163,6 +163,7 @@ class IngestComponent:
         self._closing = False
         self._latency = service.metrics.record_rtmp_frame_latency
         self._error = service.metrics.record_broadcast_error
+        self._discontinuity = service.service_metrics.ingest_discontinuities.inc
         if not self._listening:
             service.registry.add_end_listener(self._on_end)
             service.registry.set_end_check(self._may_end)
@@ -194,6 +195,7 @@ class IngestComponent:
             trusted=self.trusted,
             ingest_timeout=self.ingest_timeout,
             limits=self.limits,
+            on_untrusted=self._untrusted_connection,
         )
         await receiver.start()
         self.receiver = receiver
@@ -289,6 +291,8 @@ class IngestComponent:
         gate = self._gate
         if gate and session.connection_id in gate and not self._ungate(session):
             return
+        if frame.discontinuity:
+            self._discontinuity()
         self._latency(frame.quality, frame.lag_seconds)
 
     def on_bitrate(self, session: IngestSession, quality: str, kbps: float) -> None:
@@ -308,7 +312,8 @@ class IngestComponent:
     def on_error(
         self, session: IngestSession | None, error_type: str, count: int, detail: str
     ) -> None:
-        """Count ``count`` broadcast errors (the one counting path of the receiver)."""
+        """Count ``count`` broadcast errors (the one counting path of the receiver), in
+        one increment whatever the count."""
         if session is not None:
             gate = self._gate.get(session.connection_id)
             # A refused relay counts nothing more; a dormant one timing out is nginx
@@ -317,9 +322,12 @@ class IngestComponent:
                 log.debug("ingest: not counted (%s session): %s", gate, detail)
                 return
         log.info("ingest: %s x%d: %s", error_type, count, detail)
-        record = self._error
-        for _ in range(min(count, MAX_ERRORS_PER_REPORT)):
-            record(error_type)
+        self.metrics.record_broadcast_error(error_type, count)
+
+    def _untrusted_connection(self, host: str) -> None:
+        """The receiver refused a connection from an untrusted address: counted only
+        in the service's own metric, so a port scan cannot move the error rate."""
+        self.service.service_metrics.untrusted_requests.labels(endpoint="ingest").inc()
 
     # --- steps (run in order per stream) ----------------------------------------------
 
@@ -459,4 +467,8 @@ def _not_started(quality: str, seconds: float) -> None:
 
 
 def _not_started_error(error_type: str) -> None:
+    raise RuntimeError("ingest: component not started")
+
+
+def _not_started_discontinuity() -> None:
     raise RuntimeError("ingest: component not started")

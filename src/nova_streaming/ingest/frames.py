@@ -8,9 +8,13 @@ it and forwards the results to its sink.
   needs no clock sync between broadcaster and ingest. The first frame's lag is 0.
 - Media time is the 32-bit RTMP timestamp unwrapped onto a monotonically extended
   timeline (a step of more than 2**31 ms backwards is read as a wrap forwards).
-- Drops: a video timestamp gap over 2.5 frame intervals counts
-  ``round(gap / interval) - 1`` missing frames; the interval is ``1000 / framerate``
-  from onMetaData, else the median of the last 16 normal deltas.
+- Drops: a video timestamp gap over 2.5 frame intervals and up to 10 s of media time
+  counts ``round(gap / interval) - 1`` missing frames; the interval is
+  ``1000 / framerate`` from onMetaData, else the median of the last 16 normal deltas.
+- Discontinuities: a video timestamp that goes backwards, or forward by more than
+  10 s of media time (:data:`MAX_MEDIA_GAP_MS`), is an encoder restart, a splice or a
+  hostile peer, not lag and not dropped frames: the frame is flagged, counts no drops,
+  and the lag baseline restarts from it. A 32-bit wrap is neither (see above).
 - Bitrate: audio+video payload bytes over a 5 s sliding window, due at most once a
   second.
 
@@ -57,6 +61,9 @@ RENDITION_QUALITIES: tuple[str, ...] = tuple(label for _, label in _QUALITY_LINE
 _RENDITION = re.compile(r"^(?P<base>.+)_(?P<quality>" + "|".join(RENDITION_QUALITIES) + r")$")
 
 DROP_GAP_FACTOR = 2.5
+MAX_MEDIA_GAP_MS = 10_000
+"""The longest forward video timestamp step (ms) read as a gap (counting drops);
+beyond it, or any step back, is a discontinuity."""
 BITRATE_WINDOW_SECONDS = 5.0
 BITRATE_MIN_INTERVAL_SECONDS = 1.0
 _DELTA_HISTORY = 16
@@ -207,7 +214,8 @@ class BitrateWindow:
 
 @dataclass(frozen=True, slots=True)
 class FrameStat:
-    """What one video frame yields: its timeline position, lag and preceding drops.
+    """What one video frame yields: its timeline position, lag, preceding drops, and
+    whether its timestamp broke the timeline (a discontinuity).
 
     Example::
 
@@ -218,6 +226,7 @@ class FrameStat:
     timestamp_ms: int
     lag_seconds: float
     dropped: int
+    discontinuity: bool = False
 
 
 class StreamStats:
@@ -258,19 +267,23 @@ class StreamStats:
     def video(self, arrival: float, timestamp: int) -> FrameStat:
         """Account one video frame (``timestamp``: raw 32-bit RTMP ms)."""
         ts = self._unwrap.unwrap(timestamp)
-        offset = arrival - ts / 1000.0
-        if self._min_offset is None or offset < self._min_offset:
-            self._min_offset = offset
-        lag = offset - self._min_offset
         dropped = 0
+        discontinuity = False
         last = self._last_video
         self._last_video = ts
         if last is not None:
             delta = ts - last
-            if delta > 0:
+            if delta < 0 or delta > MAX_MEDIA_GAP_MS:
+                # Not lag, not drops: measure the delay from this frame on.
+                discontinuity = True
+                self._min_offset = None
+            elif delta > 0:
                 interval = self.frame_interval_ms()
                 if interval is not None and delta > DROP_GAP_FACTOR * interval:
                     dropped = max(int(delta / interval + 0.5) - 1, 0)
                 else:
                     self._deltas.append(delta)
-        return FrameStat(ts, lag, dropped)
+        offset = arrival - ts / 1000.0
+        if self._min_offset is None or offset < self._min_offset:
+            self._min_offset = offset
+        return FrameStat(ts, offset - self._min_offset, dropped, discontinuity)

@@ -4,8 +4,11 @@ nginx-rtmp ``push``es every published stream here. The receiver parses (never
 decodes, never copies) the RTMP, measures each stream and reports to an :class:`IngestSink`:
 publish start and stop, metadata, every video frame's lag, bitrate at most once a
 second, and counted errors (``protocol_error``, ``rtmp_connection_failed``,
-``timeout``, ``frame_drop``). A peer outside the trusted networks is closed at once;
-a malformed or silent peer costs only its own connection.
+``timeout``, ``frame_drop``). A peer outside the trusted networks is closed at once and
+reported to ``on_untrusted`` only (never as a broadcast error: anyone on the network
+could otherwise move the error rate); a malformed or silent peer costs only its own
+connection, and a peer that never sends a byte (a port scan, a TCP probe) counts
+nothing.
 
 Cost per stream: every connection reads straight into one buffer the receiver shares
 (``asyncio.BufferedProtocol``; :data:`READ_BUFFER_SIZE`), where the sans-IO session
@@ -91,7 +94,7 @@ class IngestSession:
     ``stream_name`` is what the peer published, ``stream_id`` its UUID (rendition
     suffix stripped), ``quality`` the rendition suffix's quality, else the one
     onMetaData's height gives, else ``unknown``. Counters: ``frames`` (video frames),
-    ``dropped_frames``, ``media_bytes``.
+    ``dropped_frames``, ``discontinuities``, ``media_bytes``.
 
     Example::
 
@@ -104,6 +107,7 @@ class IngestSession:
         "_stats",
         "app",
         "connection_id",
+        "discontinuities",
         "dropped_frames",
         "frames",
         "last_media",
@@ -144,6 +148,7 @@ class IngestSession:
         self.last_media = now
         self.frames = 0
         self.dropped_frames = 0
+        self.discontinuities = 0
         self.media_bytes = 0
         self._stats = StreamStats()
 
@@ -159,7 +164,9 @@ class VideoFrame(NamedTuple):
 
     ``timestamp_ms`` is the unwrapped media time; ``lag_seconds`` the frame's delay
     beyond the best path seen in the session (>= 0); ``quality`` the session's
-    quality when the frame arrived. A named tuple: one is built per frame.
+    quality when the frame arrived; ``discontinuity`` True when the timestamp went
+    backwards or jumped forward by more than 10 s (the lag baseline restarted here).
+    A named tuple: one is built per frame.
 
     Example::
 
@@ -173,6 +180,7 @@ class VideoFrame(NamedTuple):
     quality: str
     keyframe: bool
     size: int
+    discontinuity: bool = False
 
 
 class IngestSink(Protocol):
@@ -259,11 +267,9 @@ class _Connection(asyncio.BufferedProtocol):
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer_host, self.peer_port = str(peer[0]), int(peer[1])
         if not self.receiver.trusted.allows(self.peer_host):
-            self.receiver.report_error(
-                None, CONNECTION_FAILED, 1, f"ingest peer {self.peer_host} is not trusted"
-            )
             self.phase = _Phase.CLOSED
             transport.abort()
+            self.receiver.report_untrusted(self.peer_host)
             return
         self.receiver.connections[self.id] = self
 
@@ -344,8 +350,10 @@ class IngestReceiver:
     ``port=0`` binds a free port (read it back from ``port`` after ``start``).
     ``ingest_timeout``: seconds without media before a publishing session ends
     (counted ``timeout``). ``handshake_timeout``: seconds a connection may take from
-    accept to ``publish`` (counted ``rtmp_connection_failed``). ``clock`` is the
-    monotonic time source (seconds).
+    accept to ``publish`` (counted ``rtmp_connection_failed`` once the peer sent
+    something; a peer silent all along is closed uncounted). ``on_untrusted(host)``
+    is called for each connection refused because its address is not trusted.
+    ``clock`` is the monotonic time source (seconds).
 
     Example::
 
@@ -364,6 +372,7 @@ class IngestReceiver:
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         limits: IngestLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_untrusted: Callable[[str], None] | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"ingest receiver: port {port} outside 0..65535")
@@ -377,6 +386,7 @@ class IngestReceiver:
         self.handshake_timeout = float(handshake_timeout)
         self.limits = limits or IngestLimits()
         self.clock = clock
+        self.on_untrusted = on_untrusted
         self.read_buffer = bytearray(READ_BUFFER_SIZE)
         self.connections: dict[int, _Connection] = {}
         self._ids = itertools.count(1)
@@ -462,6 +472,14 @@ class IngestReceiver:
             self.sink.on_error(session, error_type, count, detail)
         except Exception:
             log.exception("ingest: sink.on_error failed")
+
+    def report_untrusted(self, host: str) -> None:
+        log.debug("ingest: refused connection from untrusted %s", host)
+        if self.on_untrusted is not None:
+            try:
+                self.on_untrusted(host)
+            except Exception:
+                log.exception("ingest: on_untrusted failed")
 
     def stop_session(self, conn: _Connection, reason: StopReason) -> None:
         session = conn.session
@@ -560,7 +578,14 @@ class IngestReceiver:
     def _video_frame(self, session: IngestSession, event: MediaReceived, now: float) -> None:
         stat = session._stats.video(now, event.timestamp)
         session.frames += 1
-        if stat.dropped:
+        if stat.discontinuity:
+            session.discontinuities += 1
+            log.debug(
+                "ingest: %s: video timestamp discontinuity at %d ms",
+                session.stream_name[:80],
+                stat.timestamp_ms,
+            )
+        elif stat.dropped:
             session.dropped_frames += stat.dropped
             self.report_error(
                 session,
@@ -577,6 +602,7 @@ class IngestReceiver:
                     session.quality,
                     event.keyframe,
                     event.size,
+                    stat.discontinuity,
                 ),
             )
         except Exception:
@@ -615,6 +641,12 @@ class IngestReceiver:
             conn.phase in (_Phase.HANDSHAKE, _Phase.SETUP)
             and now - conn.connected_at >= self.handshake_timeout
         ):
+            if not conn.received:
+                # Never sent a byte: a probe held open, like a connect-and-close probe
+                # (not counted either); no broadcaster is behind it.
+                log.info("ingest: closing silent peer %s:%s", conn.peer_host, conn.peer_port)
+                conn.close()
+                return
             stage = "handshake" if conn.phase is _Phase.HANDSHAKE else "publish"
             conn.fail(
                 CONNECTION_FAILED,

@@ -96,8 +96,9 @@ async def test_ffmpeg_broadcast_lifecycle(
 async def test_refused_publishes_are_counted_and_start_nothing(
     make_service: Any, service_nginx: Any
 ) -> None:
-    """A bad token and a non-UUID name through nginx, and a callback from an address
-    outside the allow-list: 403, nothing active, auth_rejected counted once each."""
+    """A bad token and a non-UUID name through nginx: 403, nothing active, auth_rejected
+    counted once each. A callback from an address outside the allow-list: 403, counted
+    only in untrusted_requests_total{endpoint}, never as a broadcast error."""
     service = await make_service()
     nginx = service_nginx(service)
     sid = str(uuid.uuid4())
@@ -112,8 +113,13 @@ async def test_refused_publishes_are_counted_and_start_nothing(
     strict = await make_service(trusted_peers=(__import__("ipaddress").ip_network("::1/128"),))
     good = publish_form(sid, publish_token(SECRET, sid))
     assert await strict.post("/rtmp/on_publish", good) == 403
+    assert await strict.post("/rtmp/on_publish", good) == 403
     assert await strict.post("/rtmp/on_publish_done", good) == 403
-    assert strict.errors("auth_rejected") == 2
+    untrusted = "nova_streaming_untrusted_requests_total"
+    assert strict.sample(untrusted, endpoint="on_publish") == 2
+    assert strict.sample(untrusted, endpoint="on_publish_done") == 1
+    for error_type in ("auth_rejected", "rtmp_connection_failed", "protocol_error"):
+        assert strict.errors(error_type) == 0, error_type
     assert await strict.service.registry.authorization(sid) is None
     await asyncio.sleep(0.5)  # late on_publish_done calls from nginx count nothing
     assert service.errors("auth_rejected") == 2

@@ -98,7 +98,7 @@ def test_helper_signatures_match_the_guide() -> None:
         "record_websocket_disconnection": "(stream_id)",
         "record_viewer_count_change": "(stream_id, viewer_count, region)",
         "record_quality_bitrate": "(stream_id, quality, kbps)",
-        "record_broadcast_error": "(error_type)",
+        "record_broadcast_error": "(error_type, count=1)",  # the guide's call still works
         "record_rtmp_connection_failure": "()",
         "record_rtmp_frame_latency": "(quality, seconds)",
         "forget_stream": "(stream_id)",
