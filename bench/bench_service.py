@@ -1,46 +1,70 @@
 """Idle viewers per process, memory per connection and the time of one broadcast to all.
 
-The service under test (the real app, its own process) against a bare ``websockets``
-server (its own process) at 1k, 5k and 10k connected viewers, one client process driving
-both the same way, in the same run.
+The service under test (the real app, its own process, on the runtime the service picks:
+uvloop and httptools when installed) against a bare ``websockets`` server (its own
+process) at 1k, 10k and 20k connected viewers (or as many as the machine's open-file
+limit allows), client processes driving both the same way, in the same run; then, at the
+top level only, the runtime choices compared: the service on asyncio's loop with h11
+(what it runs on without the speedups), the bare server on uvloop, and a bare picows
+server (a WebSocket stack in C).
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench import Context, Section, Table, Target
-from bench._procs import Child, rss_bytes, wait_until
+from bench._procs import Child, nofile_limit, rss_bytes, wait_until
 from bench._report import fmt_bytes, fmt_ratio
 
 ORDER = 30
 TITLE = "Service: viewers"
 
-# The issue's targets: 10k viewers in one process at <= 1.5x the bare server's memory per
-# connection, and one count update to all 10k viewers in <= 1.5x the bare broadcast.
-MAX_MEMORY_RATIO = 1.5
-MAX_BROADCAST_RATIO = 1.5
-TARGET_VIEWERS = 10_000
+# The issue's targets: 20k viewers (the default NOVA_MAX_CONNECTIONS) in one process at
+# <= 1.3x the bare server's memory per connection, and one count update to all of them
+# in <= 1.2x the bare broadcast's time.
+MAX_MEMORY_RATIO = 1.3
+MAX_BROADCAST_RATIO = 1.2
+TARGET_VIEWERS = 20_000
 BATCH = 200
+# Viewers per client process: each client holds one socket per viewer, under its own
+# open-file limit.
+CLIENT_CAPACITY = 8_000
+# Open files a server needs besides its viewers (listener, epoll, pipes, libraries).
+FD_HEADROOM = 100
 BARE = "bare `websockets` server"
 NOVA = "nova-streaming service"
+# Compared at the top level only: what each runtime choice is worth.
+COMPARED = {
+    "nova-asyncio-h11": "service on asyncio's loop + h11 (no speedups installed)",
+    "bare-uvloop": "bare `websockets` server on uvloop",
+    "picows": "bare picows server (C WebSocket stack) on uvloop",
+}
 
 _PROSE = f"""
 **Server under test: the service itself**: `create_app` with the memory presence engine,
 served by uvicorn with the service's own `uvicorn_config` (sans-I/O websockets, the
-default keep-alive pings), in its own process (`bench/_ws_servers.py nova`), with one
+default keep-alive pings) on the service's own runtime (`nova_streaming.runner`: uvloop's
+event loop and uvicorn's httptools parser when installed, as the `service` extra does),
+in its own process (`bench/_ws_servers.py nova`), with one
 stream started through `app.state.service.registry.start`; viewers connect to
 `/ws/streams/{{id}}`, get their `hello` and stay idle. **Baseline: a bare `websockets`
 asyncio server** (`websockets.asyncio.server.serve`, default pings) in its own process
 that keeps each connection open in a set and does nothing else: the least a Python
-WebSocket server holding idle connections costs. Both run in the same bench run, one
-after the other, and are driven by the same client process (`bench/_ws_clients.py`: raw
+WebSocket server holding idle connections costs (on asyncio's loop, as websockets runs by
+default). Both run in the same bench run, one after the other, and are driven by the same
+client processes (`bench/_ws_clients.py`, at most {CLIENT_CAPACITY:,} viewers each: raw
 WebSocket clients on one `asyncio.Protocol` each, no task per connection, answering
-pings; the client side is not measured), connecting {BATCH} viewers at a time over
-127.0.0.1 up to 1k, 5k and 10k. Both processes raise `RLIMIT_NOFILE`.
+pings; the client side is not measured), connecting {BATCH} viewers at a time per client
+over 127.0.0.1 up to 1k, 10k and 20k. Every process raises its `RLIMIT_NOFILE` soft limit
+to the hard limit; where the hard limit cannot hold 20k sockets plus {FD_HEADROOM} other
+files, the top level is the largest multiple of 100 that fits (stated in the tables).
 
 Memory: RSS (`VmRSS` of `/proc/PID/status`) after a `gc.collect()` in the server, with N
 viewers connected and counted by the server, minus the RSS before any viewer (the
@@ -55,8 +79,13 @@ is system-wide, so stamps of different processes compare). The service sends thr
 `ViewerHub.broadcast` (what the hub's coalesced ticker calls for a stream whose count
 changed; the ticker itself is set to a 1 h period so it cannot fire while viewers
 connect); the bare server through `websockets.asyncio.server.broadcast`. The delivery
-time includes the client process reading 10k frames on the other core, the same for
+time includes the client processes reading every frame on the other core, the same for
 both; the server's own send-loop time is shown too. Median of the repeats per level.
+
+Runtime choices, at the top level only, measured the same way: the service on asyncio's
+own loop with uvicorn's h11 parser (what it runs on when the optional wheels are
+missing), the bare server on uvloop, and a bare picows server (`picows`, a WebSocket
+stack written in Cython, on uvloop), each against the same baseline.
 """
 
 
@@ -80,6 +109,7 @@ class ServerRun:
     kind: str
     idle_rss: int
     levels: list[Level]
+    loop: str = ""
 
     def per_connection(self, level: Level) -> float:
         return (level.rss - self.idle_rss) / max(level.connected, 1)
@@ -91,47 +121,83 @@ def _settled_rss(server: Child, pid: int) -> int:
     return rss_bytes(pid)
 
 
-def measure(kind: str, levels: list[int], broadcasts: int, ctx: Context) -> ServerRun:
-    """Start the ``kind`` server and a client, walk the levels, stop both."""
+def _shares(total: int, clients: int) -> list[int]:
+    """``total`` viewers spread over ``clients`` (the first ones take the remainder)."""
+    base, extra = divmod(total, clients)
+    return [base + (1 if i < extra else 0) for i in range(clients)]
+
+
+def measure(
+    kind: str,
+    levels: list[int],
+    broadcasts: int,
+    ctx: Context,
+    client_capacity: int = CLIENT_CAPACITY,
+) -> ServerRun:
+    """Start the ``kind`` server and its clients (``client_capacity`` viewers each at
+    most), walk the levels, stop them all."""
+    n_clients = max(1, math.ceil(max(levels) / client_capacity))
     with Child("bench._ws_servers", kind) as server:
         ready = server.reply(timeout=60)
         pid = int(ready["pid"])
         idle = _settled_rss(server, pid)
         results: list[Level] = []
-        with Child("bench._ws_clients", "127.0.0.1", str(ready["port"]), ready["path"]) as client:
-            client.reply(timeout=30)
+        with contextlib.ExitStack() as stack:
+            clients = [
+                stack.enter_context(
+                    Child("bench._ws_clients", "127.0.0.1", str(ready["port"]), ready["path"])
+                )
+                for _ in range(n_clients)
+            ]
+            for client in clients:
+                client.reply(timeout=30)
             for n in levels:
                 ctx.log(f"service: {kind}: connecting {n:,} viewers")
-                done = client.request({"cmd": "connect", "total": n, "batch": BATCH}, 240)
-                connected = int(done["connected"])
+                for client, share in zip(clients, _shares(n, n_clients), strict=True):
+                    client.send({"cmd": "connect", "total": share, "batch": BATCH})
+                done = [client.reply(240) for client in clients]
+                connected = sum(int(d["connected"]) for d in done)
                 if connected < n:
+                    failed = sum(int(d["failed"]) for d in done)
                     raise RuntimeError(
                         f"bench: only {connected} of {n} viewers connected to the {kind} "
-                        f"server ({done['failed']} failed)"
+                        f"server ({failed} failed)"
                     )
-                if kind == "nova":
-                    client.request({"cmd": "texts", "min": 1, "timeout": 60}, 90)  # hellos
+                if kind.startswith("nova"):
+                    for client in clients:
+                        client.request({"cmd": "texts", "min": 1, "timeout": 60}, 90)  # hellos
                 wait_until(
                     lambda n=n: server.request({"cmd": "count"})["count"] >= n,  # type: ignore[misc]
                     60,
                     f"the {kind} server to count {n} viewers",
                 )
-                level = Level(n, connected, float(done["seconds"]), _settled_rss(server, pid))
+                seconds = max(float(d["seconds"]) for d in done)
+                level = Level(n, connected, seconds, _settled_rss(server, pid))
                 for _ in range(broadcasts):
-                    client.request({"cmd": "arm"})
+                    for client in clients:
+                        client.request({"cmd": "arm"})
                     sent = server.request({"cmd": "broadcast"}, 120)
-                    got = client.request({"cmd": "collect", "timeout": 60}, 90)
-                    if got["last"] is None:
+                    for client in clients:
+                        client.send({"cmd": "collect", "timeout": 60})
+                    got = [client.reply(90) for client in clients]
+                    lasts = [float(g["last"]) for g in got if g["last"] is not None]
+                    if not lasts:
                         raise RuntimeError(f"bench: no viewer of the {kind} server got the update")
-                    level.delivery.append(float(got["last"]) - float(sent["t0"]))
+                    level.delivery.append(max(lasts) - float(sent["t0"]))
                     level.send_loop.append(float(sent["t1"]) - float(sent["t0"]))
-                    level.received.append(int(got["received"]))
+                    level.received.append(sum(int(g["received"]) for g in got))
                     time.sleep(0.2)
                 results.append(level)
-            # Server first: its side of each socket takes the TIME_WAIT, so the client's
+            # Server first: its side of each socket takes the TIME_WAIT, so the clients'
             # ephemeral ports are free again for the next server.
             server.stop()
-    return ServerRun(kind, idle, results)
+    return ServerRun(kind, idle, results, loop=str(ready.get("loop", "")))
+
+
+def top_level() -> int:
+    """:data:`TARGET_VIEWERS`, or the most the open-file limit lets one server hold."""
+    fits = (nofile_limit() - FD_HEADROOM) // 100 * 100
+    return min(TARGET_VIEWERS, fits)
 
 
 def _ms(seconds: float) -> str:
@@ -203,21 +269,68 @@ def _tables(bare: ServerRun, nova: ServerRun) -> tuple[list[Table], dict[str, fl
     return [memory, broadcast], ratios
 
 
+def _compared_table(bare: ServerRun, nova: ServerRun, others: list[ServerRun]) -> Table:
+    b = bare.levels[-1]
+    rows = []
+    for run_ in [bare, nova, *others]:
+        lvl = run_.levels[-1]
+        label = {"bare": BARE + " (baseline)", "nova": NOVA + " (as shipped)"}.get(
+            run_.kind, COMPARED.get(run_.kind, run_.kind)
+        )
+        rows.append(
+            (
+                label,
+                run_.loop,
+                f"{lvl.viewers:,}",
+                fmt_bytes(run_.per_connection(lvl)),
+                fmt_ratio(run_.per_connection(lvl) / bare.per_connection(b)),
+                _ms(statistics.median(lvl.delivery)),
+                fmt_ratio(statistics.median(lvl.delivery) / statistics.median(b.delivery)),
+                _ms(statistics.median(lvl.send_loop)),
+            )
+        )
+    return Table(
+        f"Runtime choices at {b.viewers:,} viewers (each against the same baseline)",
+        (
+            "server",
+            "event loop",
+            "viewers",
+            "RSS per conn",
+            "memory vs bare",
+            "delivery",
+            "delivery vs bare",
+            "server send loop",
+        ),
+        rows,
+        note="Same clients, same method as above; the compared servers run after the "
+        "baseline and the service, one at a time.",
+    )
+
+
 def run(ctx: Context) -> list[Section]:
-    """Measure the bare server, then the service, at each level; compare."""
-    levels = [ctx.pick(full=n, quick=q) for n, q in ((1_000, 100), (5_000, 300), (10_000, 500))]
+    """Measure the bare server, then the service, at each level; then the runtime
+    choices at the top level; compare."""
+    top = ctx.pick(full=top_level(), quick=500)
+    levels = [ctx.pick(full=n, quick=q) for n, q in ((1_000, 100), (10_000, 300))] + [top]
     broadcasts = ctx.repeats(5)
     bare = measure("bare", levels, broadcasts, ctx)
     nova = measure("nova", levels, broadcasts, ctx)
+    others = []
+    for kind in COMPARED:
+        if kind == "picows" and importlib.util.find_spec("picows") is None:
+            ctx.log("service: picows not installed; not compared")
+            continue
+        others.append(measure(kind, [top], ctx.repeats(3), ctx))
     tables, ratios = _tables(bare, nova)
-    top = levels[-1]
+    tables.append(_compared_table(bare, nova, others))
     held = nova.levels[-1].connected
     mem = ratios[f"memory@{top}"]
     bcast = ratios[f"broadcast@{top}"]
+    short = "" if top >= TARGET_VIEWERS else f" (open-file limit: {top:,} is the most that fits)"
     targets = [
         Target(
             f"{TARGET_VIEWERS:,} viewers in one process at ≤ {MAX_MEMORY_RATIO}× the bare "
-            f"server's RSS per connection (measured at {top:,})",
+            f"server's RSS per connection (measured at {top:,}{short})",
             f"{TARGET_VIEWERS:,} held, ≤ {MAX_MEMORY_RATIO:.2f}×",
             f"{held:,} held, {fmt_ratio(mem)}",
             held >= top and mem <= MAX_MEMORY_RATIO,
@@ -232,8 +345,9 @@ def run(ctx: Context) -> list[Section]:
     raw: dict[str, Any] = {
         run_.kind: {
             "idle_rss": run_.idle_rss,
+            "loop": run_.loop,
             "levels": [lvl.__dict__ for lvl in run_.levels],
         }
-        for run_ in (bare, nova)
-    } | {"ratios": ratios}
+        for run_ in (bare, nova, *others)
+    } | {"ratios": ratios, "top": top, "nofile": nofile_limit()}
     return [Section("Service: idle viewers and broadcast", _PROSE, tables, targets, raw=raw)]

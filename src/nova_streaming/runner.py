@@ -35,7 +35,10 @@ def uvicorn_config(
     no task per connection), pings and sizes from ``settings``, lifespan on, viewer
     WebSockets dispatched by :class:`~nova_streaming.viewers.endpoint.ViewerFastPath`.
 
-    Two choices keep an idle viewer cheap (about 10k per process is the target):
+    ``http="auto"`` is uvicorn's httptools parser when installed (the ``service`` extra),
+    else h11; :func:`run` picks uvloop's event loop the same way.
+
+    Two choices keep an idle viewer cheap (20k per process, ``NOVA_MAX_CONNECTIONS``):
     ``ws_per_message_deflate=False``: the server only sends JSON of under 200 bytes, and a
     browser offers permessage-deflate on every connection, which would cost each viewer
     a pair of zlib contexts for the life of the connection. ``proxy_headers=False``: the
@@ -46,6 +49,7 @@ def uvicorn_config(
     return uvicorn.Config(
         ViewerFastPath(app),
         interface="asgi3",
+        http="auto",
         host=settings.host,
         port=settings.port,
         ws="websockets-sansio",
