@@ -4,9 +4,10 @@
 on a free loopback port with :class:`MetricsSink`, which does per event what the
 service's ingest sink does on its hot path (the frame latency histogram for every video
 frame, the per-stream bitrate gauge, counted errors) into a private
-``StreamingMetrics``, without the registry's admission steps. Prints
-``{"port", "pid"}`` when ready; ``{"cmd": "stats"}`` answers with the sessions
-publishing and what they received; ``{"cmd": "quit"}`` stops it.
+``StreamingMetrics``, without the registry's admission steps, on the service's event
+loop (or asyncio's, by argument). Prints ``{"port", "pid", "loop"}`` when ready;
+``{"cmd": "stats"}`` answers with the sessions publishing and what they received;
+``{"cmd": "quit"}`` stops it.
 
 Example::
 
@@ -75,7 +76,8 @@ async def run() -> None:
     sink = MetricsSink(StreamingMetrics(CollectorRegistry(), regions=[REGION]))
     receiver = IngestReceiver(sink, host="127.0.0.1", port=0, ingest_timeout=30.0)
     await receiver.start()
-    emit({"port": receiver.port, "pid": os.getpid()})
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    emit({"port": receiver.port, "pid": os.getpid(), "loop": loop})
     try:
         async for command in commands():
             if command.get("cmd") == "stats":
