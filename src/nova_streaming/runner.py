@@ -8,6 +8,8 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import resource
 import socket
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
@@ -20,7 +22,14 @@ from nova_streaming.settings import Settings
 from nova_streaming.viewers.endpoint import ViewerFastPath
 from streaming_metrics import StreamingMetrics, start_metrics_server
 
-__all__ = ["WS_MAX_MESSAGE_BYTES", "new_event_loop", "run", "serve", "uvicorn_config"]
+__all__ = [
+    "WS_MAX_MESSAGE_BYTES",
+    "new_event_loop",
+    "raise_open_file_limit",
+    "run",
+    "serve",
+    "uvicorn_config",
+]
 
 _T = TypeVar("_T")
 
@@ -80,13 +89,26 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+def raise_open_file_limit() -> int:
+    """Raise this process's soft ``RLIMIT_NOFILE`` to its hard limit and return it: each
+    viewer is one socket, and ``NOVA_MAX_CONNECTIONS`` (20,000) is far above the usual
+    soft default of 1,024 (beyond it, accepts fail with "Too many open files")."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def run(main: Coroutine[Any, Any, _T]) -> _T:
-    """``asyncio.run(main)`` on :func:`new_event_loop`'s loop.
+    """``asyncio.run(main)`` on :func:`new_event_loop`'s loop, after
+    :func:`raise_open_file_limit`.
 
     Example::
 
         run(serve(settings, metrics=metrics))
     """
+    raise_open_file_limit()
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         return runner.run(main)
 
