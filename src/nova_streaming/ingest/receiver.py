@@ -10,8 +10,12 @@ could otherwise move the error rate); a malformed or silent peer costs only its 
 connection, and a peer that never sends a byte (a port scan, a TCP probe) counts
 nothing.
 
-Cost per stream: every connection reads straight into one buffer the receiver shares
-(``asyncio.BufferedProtocol``; :data:`READ_BUFFER_SIZE`), where the sans-IO session
+Cost per stream: nginx writes about one segment per RTMP message, so the cost is per
+read. On asyncio's own loops every connection reads straight into one buffer the
+receiver shares (``asyncio.BufferedProtocol``; :data:`READ_BUFFER_SIZE`): their plain
+protocol path allocates a new 256 KiB ``bytes`` per read. uvloop reads into its own
+buffer in C and hands over bytes of the size read, cheaper than a Python ``get_buffer``
+call per read, so there the plain protocol is used. Either way the sans-IO session
 parses the headers in place; the work per read is batched (one clock read, one bitrate
 sample and at most one bitrate report per read, whatever the number of messages), and
 only video frames reach the sink one by one.
@@ -232,7 +236,7 @@ class _Phase(Enum):
     CLOSED = 3
 
 
-class _Connection(asyncio.BufferedProtocol):
+class _Connection(asyncio.Protocol):
     __slots__ = (
         "_closing",
         "connected_at",
@@ -273,22 +277,22 @@ class _Connection(asyncio.BufferedProtocol):
             return
         self.receiver.connections[self.id] = self
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        # Safe to share: the loop calls buffer_updated before any other get_buffer.
-        return self.rtmp.get_buffer(self.receiver.read_buffer)
-
-    def buffer_updated(self, nbytes: int) -> None:
+    def data_received(self, data: bytes) -> None:
         if self.phase is _Phase.CLOSED:
             return
-        self.received += nbytes
+        self.received += len(data)
         try:
-            events = self.rtmp.buffer_updated(nbytes)
+            events = self.rtmp.receive(data)
         except RtmpProtocolError as exc:
             self.fail(exc.error_type, str(exc), StopReason.PROTOCOL_ERROR)
             return
-        if self.rtmp.has_data_to_send() and not self.write(self.rtmp.data_to_send()):
+        self._after_read(events)
+
+    def _after_read(self, events: list[SessionEvent]) -> None:
+        rtmp = self.rtmp
+        if rtmp.has_data_to_send() and not self.write(rtmp.data_to_send()):
             return
-        if self.phase is _Phase.HANDSHAKE and self.rtmp.handshake_done:
+        if self.phase is _Phase.HANDSHAKE and rtmp.handshake_done:
             self.phase = _Phase.SETUP
         if events:
             self.receiver.handle_events(self, events)
@@ -342,6 +346,27 @@ class _Connection(asyncio.BufferedProtocol):
         self.receiver.connections.pop(self.id, None)
         if self.transport is not None:
             self.transport.abort()
+
+
+class _BufferedConnection(_Connection, asyncio.BufferedProtocol):
+    """A connection reading into the receiver's shared buffer (asyncio's own loops)."""
+
+    __slots__ = ()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # Safe to share: the loop calls buffer_updated before any other get_buffer.
+        return self.rtmp.get_buffer(self.receiver.read_buffer)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.phase is _Phase.CLOSED:
+            return
+        self.received += nbytes
+        try:
+            events = self.rtmp.buffer_updated(nbytes)
+        except RtmpProtocolError as exc:
+            self.fail(exc.error_type, str(exc), StopReason.PROTOCOL_ERROR)
+            return
+        self._after_read(events)
 
 
 class IngestReceiver:
@@ -414,8 +439,10 @@ class IngestReceiver:
         if self._server is not None:
             raise RuntimeError("ingest receiver: already started")
         loop = asyncio.get_running_loop()
+        # asyncio's own loops (BaseEventLoop) get the shared buffer; uvloop the plain path.
+        kind = _BufferedConnection if isinstance(loop, asyncio.BaseEventLoop) else _Connection
         self._server = await loop.create_server(
-            lambda: _Connection(self, next(self._ids)), self.host, self._port
+            lambda: kind(self, next(self._ids)), self.host, self._port
         )
         self._sweeper = asyncio.create_task(self._sweep(), name="ingest-timeouts")
         log.info("ingest: RTMP receiver listening on port %d", self.port)
