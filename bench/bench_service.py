@@ -3,10 +3,10 @@
 The service under test (the real app, its own process, on the runtime the service picks:
 uvloop and httptools when installed) against a bare ``websockets`` server (its own
 process) at 1k, 10k and 20k connected viewers (or as many as the machine's open-file
-limit allows), client processes driving both the same way, in the same run; then, at the
-top level only, the runtime choices compared: the service on asyncio's loop with h11
-(what it runs on without the speedups), the bare server on uvloop, and a bare picows
-server (a WebSocket stack in C).
+limit allows), side by side, client processes driving both the same way, broadcasts in
+turn; then, at 10k viewers, the runtime choices compared the same way: the service on
+asyncio's loop with h11 (what it runs on without the speedups), the bare server on
+uvloop, and a bare picows server (a WebSocket stack in C).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ FD_HEADROOM = 100
 BARE = "bare `websockets` server"
 NOVA = "nova-streaming service"
 # Compared at the top level only: what each runtime choice is worth.
+COMPARED_VIEWERS = 10_000
 COMPARED = {
     "nova-asyncio-h11": "service on asyncio's loop + h11 (no speedups installed)",
     "bare-uvloop": "bare `websockets` server on uvloop",
@@ -58,8 +59,8 @@ stream started through `app.state.service.registry.start`; viewers connect to
 asyncio server** (`websockets.asyncio.server.serve`, default pings) in its own process
 that keeps each connection open in a set and does nothing else: the least a Python
 WebSocket server holding idle connections costs (on asyncio's loop, as websockets runs by
-default). Both run in the same bench run, one after the other, and are driven by the same
-client processes (`bench/_ws_clients.py`, at most {CLIENT_CAPACITY:,} viewers each: raw
+default). Both run in the same bench run, side by side (each its own process), and are
+driven the same way by client processes (`bench/_ws_clients.py`, at most {CLIENT_CAPACITY:,} viewers each: raw
 WebSocket clients on one `asyncio.Protocol` each, no task per connection, answering
 pings; the client side is not measured), connecting {BATCH} viewers at a time per client
 over 127.0.0.1 up to 1k, 10k and 20k. Every process raises its `RLIMIT_NOFILE` soft limit
@@ -82,10 +83,14 @@ connect); the bare server through `websockets.asyncio.server.broadcast`. The del
 time includes the client processes reading every frame on the other core, the same for
 both; the server's own send-loop time is shown too. Median of the repeats per level.
 
-Runtime choices, at the top level only, measured the same way: the service on asyncio's
-own loop with uvicorn's h11 parser (what it runs on when the optional wheels are
-missing), the bare server on uvloop, and a bare picows server (`picows`, a WebSocket
-stack written in Cython, on uvloop), each against the same baseline.
+The two servers' broadcasts alternate (bare, service, service, bare, ...), so a busy
+neighbour on the machine weighs on both alike; memory is each process's own.
+
+Runtime choices, at {COMPARED_VIEWERS:,} viewers, measured the same way in a second
+round (a fresh baseline beside them): the service on asyncio's own loop with uvicorn's
+h11 parser (what it runs on when the optional wheels are missing), the bare server on
+uvloop, and a bare picows server (`picows`, a WebSocket stack written in Cython, on
+uvloop).
 """
 
 
@@ -127,22 +132,79 @@ def _shares(total: int, clients: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(clients)]
 
 
-def measure(
-    kind: str,
+@dataclass
+class _Live:
+    """A running server under test and the client processes holding its viewers."""
+
+    kind: str
+    server: Child
+    pid: int
+    clients: list[Child]
+    run: ServerRun
+
+
+def _connect(live: _Live, n: int, ctx: Context) -> None:
+    """Bring ``live``'s viewers up to ``n`` and record the level (memory, connect time)."""
+    ctx.log(f"service: {live.kind}: connecting {n:,} viewers")
+    for client, share in zip(live.clients, _shares(n, len(live.clients)), strict=True):
+        client.send({"cmd": "connect", "total": share, "batch": BATCH})
+    done = [client.reply(240) for client in live.clients]
+    connected = sum(int(d["connected"]) for d in done)
+    if connected < n:
+        failed = sum(int(d["failed"]) for d in done)
+        raise RuntimeError(
+            f"bench: only {connected} of {n} viewers connected to the {live.kind} "
+            f"server ({failed} failed)"
+        )
+    if live.kind.startswith("nova"):
+        for client in live.clients:
+            client.request({"cmd": "texts", "min": 1, "timeout": 60}, 90)  # hellos
+    wait_until(
+        lambda: live.server.request({"cmd": "count"})["count"] >= n,
+        60,
+        f"the {live.kind} server to count {n} viewers",
+    )
+    seconds = max(float(d["seconds"]) for d in done)
+    live.run.levels.append(Level(n, connected, seconds, _settled_rss(live.server, live.pid)))
+
+
+def _broadcast(live: _Live) -> None:
+    """One timed update to every viewer of ``live`` (added to its current level)."""
+    for client in live.clients:
+        client.request({"cmd": "arm"})
+    sent = live.server.request({"cmd": "broadcast"}, 120)
+    for client in live.clients:
+        client.send({"cmd": "collect", "timeout": 60})
+    got = [client.reply(90) for client in live.clients]
+    lasts = [float(g["last"]) for g in got if g["last"] is not None]
+    if not lasts:
+        raise RuntimeError(f"bench: no viewer of the {live.kind} server got the update")
+    level = live.run.levels[-1]
+    level.delivery.append(max(lasts) - float(sent["t0"]))
+    level.send_loop.append(float(sent["t1"]) - float(sent["t0"]))
+    level.received.append(sum(int(g["received"]) for g in got))
+    time.sleep(0.2)
+
+
+def measure_together(
+    kinds: list[str],
     levels: list[int],
     broadcasts: int,
     ctx: Context,
     client_capacity: int = CLIENT_CAPACITY,
-) -> ServerRun:
-    """Start the ``kind`` server and its clients (``client_capacity`` viewers each at
-    most), walk the levels, stop them all."""
+) -> dict[str, ServerRun]:
+    """Run the ``kinds`` servers side by side, each with its own clients
+    (``client_capacity`` viewers each at most): at every level connect each server's
+    viewers, then time the broadcasts alternately (server by server, the order reversed
+    every round), so a busy neighbour weighs on every server alike."""
     n_clients = max(1, math.ceil(max(levels) / client_capacity))
-    with Child("bench._ws_servers", kind) as server:
-        ready = server.reply(timeout=60)
-        pid = int(ready["pid"])
-        idle = _settled_rss(server, pid)
-        results: list[Level] = []
-        with contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack:
+        lives: list[_Live] = []
+        for kind in kinds:
+            server = stack.enter_context(Child("bench._ws_servers", kind))
+            ready = server.reply(timeout=60)
+            pid = int(ready["pid"])
+            run_ = ServerRun(kind, _settled_rss(server, pid), [], loop=str(ready.get("loop", "")))
             clients = [
                 stack.enter_context(
                     Child("bench._ws_clients", "127.0.0.1", str(ready["port"]), ready["path"])
@@ -151,47 +213,29 @@ def measure(
             ]
             for client in clients:
                 client.reply(timeout=30)
-            for n in levels:
-                ctx.log(f"service: {kind}: connecting {n:,} viewers")
-                for client, share in zip(clients, _shares(n, n_clients), strict=True):
-                    client.send({"cmd": "connect", "total": share, "batch": BATCH})
-                done = [client.reply(240) for client in clients]
-                connected = sum(int(d["connected"]) for d in done)
-                if connected < n:
-                    failed = sum(int(d["failed"]) for d in done)
-                    raise RuntimeError(
-                        f"bench: only {connected} of {n} viewers connected to the {kind} "
-                        f"server ({failed} failed)"
-                    )
-                if kind.startswith("nova"):
-                    for client in clients:
-                        client.request({"cmd": "texts", "min": 1, "timeout": 60}, 90)  # hellos
-                wait_until(
-                    lambda n=n: server.request({"cmd": "count"})["count"] >= n,  # type: ignore[misc]
-                    60,
-                    f"the {kind} server to count {n} viewers",
-                )
-                seconds = max(float(d["seconds"]) for d in done)
-                level = Level(n, connected, seconds, _settled_rss(server, pid))
-                for _ in range(broadcasts):
-                    for client in clients:
-                        client.request({"cmd": "arm"})
-                    sent = server.request({"cmd": "broadcast"}, 120)
-                    for client in clients:
-                        client.send({"cmd": "collect", "timeout": 60})
-                    got = [client.reply(90) for client in clients]
-                    lasts = [float(g["last"]) for g in got if g["last"] is not None]
-                    if not lasts:
-                        raise RuntimeError(f"bench: no viewer of the {kind} server got the update")
-                    level.delivery.append(max(lasts) - float(sent["t0"]))
-                    level.send_loop.append(float(sent["t1"]) - float(sent["t0"]))
-                    level.received.append(sum(int(g["received"]) for g in got))
-                    time.sleep(0.2)
-                results.append(level)
-            # Server first: its side of each socket takes the TIME_WAIT, so the clients'
-            # ephemeral ports are free again for the next server.
-            server.stop()
-    return ServerRun(kind, idle, results, loop=str(ready.get("loop", "")))
+            lives.append(_Live(kind, server, pid, clients, run_))
+        for n in levels:
+            for live in lives:
+                _connect(live, n, ctx)
+            for round_ in range(broadcasts):
+                for live in lives if round_ % 2 == 0 else lives[::-1]:
+                    _broadcast(live)
+        # Servers first: their side of each socket takes the TIME_WAIT, so the clients'
+        # ephemeral ports are free again for the next servers.
+        for live in lives:
+            live.server.stop()
+    return {live.kind: live.run for live in lives}
+
+
+def measure(
+    kind: str,
+    levels: list[int],
+    broadcasts: int,
+    ctx: Context,
+    client_capacity: int = CLIENT_CAPACITY,
+) -> ServerRun:
+    """One server alone through the levels (see :func:`measure_together`)."""
+    return measure_together([kind], levels, broadcasts, ctx, client_capacity)[kind]
 
 
 def top_level() -> int:
@@ -269,19 +313,16 @@ def _tables(bare: ServerRun, nova: ServerRun) -> tuple[list[Table], dict[str, fl
     return [memory, broadcast], ratios
 
 
-def _compared_table(bare: ServerRun, nova: ServerRun, others: list[ServerRun]) -> Table:
+def _compared_table(bare: ServerRun, others: list[ServerRun]) -> Table:
     b = bare.levels[-1]
     rows = []
-    for run_ in [bare, nova, *others]:
+    for run_ in [bare, *others]:
         lvl = run_.levels[-1]
-        label = {"bare": BARE + " (baseline)", "nova": NOVA + " (as shipped)"}.get(
-            run_.kind, COMPARED.get(run_.kind, run_.kind)
-        )
+        label = BARE + " (baseline)" if run_.kind == "bare" else COMPARED[run_.kind]
         rows.append(
             (
                 label,
                 run_.loop,
-                f"{lvl.viewers:,}",
                 fmt_bytes(run_.per_connection(lvl)),
                 fmt_ratio(run_.per_connection(lvl) / bare.per_connection(b)),
                 _ms(statistics.median(lvl.delivery)),
@@ -290,11 +331,10 @@ def _compared_table(bare: ServerRun, nova: ServerRun, others: list[ServerRun]) -
             )
         )
     return Table(
-        f"Runtime choices at {b.viewers:,} viewers (each against the same baseline)",
+        f"Runtime choices at {b.viewers:,} viewers (side by side, against the same baseline)",
         (
             "server",
             "event loop",
-            "viewers",
             "RSS per conn",
             "memory vs bare",
             "delivery",
@@ -302,8 +342,8 @@ def _compared_table(bare: ServerRun, nova: ServerRun, others: list[ServerRun]) -
             "server send loop",
         ),
         rows,
-        note="Same clients, same method as above; the compared servers run after the "
-        "baseline and the service, one at a time.",
+        note="The service as shipped is the table above; this run holds the baseline and "
+        "each alternative at once, broadcasting in turn.",
     )
 
 
@@ -312,17 +352,13 @@ def run(ctx: Context) -> list[Section]:
     choices at the top level; compare."""
     top = ctx.pick(full=top_level(), quick=500)
     levels = [ctx.pick(full=n, quick=q) for n, q in ((1_000, 100), (10_000, 300))] + [top]
-    broadcasts = ctx.repeats(5)
-    bare = measure("bare", levels, broadcasts, ctx)
-    nova = measure("nova", levels, broadcasts, ctx)
-    others = []
-    for kind in COMPARED:
-        if kind == "picows" and importlib.util.find_spec("picows") is None:
-            ctx.log("service: picows not installed; not compared")
-            continue
-        others.append(measure(kind, [top], ctx.repeats(3), ctx))
+    pair = measure_together(["bare", "nova"], levels, ctx.repeats(5), ctx)
+    bare, nova = pair["bare"], pair["nova"]
+    kinds = [k for k in COMPARED if k != "picows" or importlib.util.find_spec("picows")]
+    compared = ctx.pick(full=COMPARED_VIEWERS, quick=300)
+    runs = measure_together(["bare", *kinds], [compared], ctx.repeats(3), ctx)
     tables, ratios = _tables(bare, nova)
-    tables.append(_compared_table(bare, nova, others))
+    tables.append(_compared_table(runs["bare"], [runs[k] for k in kinds]))
     held = nova.levels[-1].connected
     mem = ratios[f"memory@{top}"]
     bcast = ratios[f"broadcast@{top}"]
@@ -348,6 +384,14 @@ def run(ctx: Context) -> list[Section]:
             "loop": run_.loop,
             "levels": [lvl.__dict__ for lvl in run_.levels],
         }
-        for run_ in (bare, nova, *others)
-    } | {"ratios": ratios, "top": top, "nofile": nofile_limit()}
+        for run_ in (bare, nova)
+    } | {
+        "ratios": ratios,
+        "top": top,
+        "nofile": nofile_limit(),
+        "compared": {
+            k: {"loop": r.loop, "idle_rss": r.idle_rss, "levels": [x.__dict__ for x in r.levels]}
+            for k, r in runs.items()
+        },
+    }
     return [Section("Service: idle viewers and broadcast", _PROSE, tables, targets, raw=raw)]

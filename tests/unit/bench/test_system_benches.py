@@ -8,7 +8,7 @@ from bench import Context
 from bench._procs import cpu_seconds, rss_bytes
 from bench._rtmp_stream import STREAM_BITS_PER_SECOND, StreamPlan
 from bench.bench_ingest import live_level, parser_stream
-from bench.bench_service import TARGET_VIEWERS, _shares, measure, top_level
+from bench.bench_service import TARGET_VIEWERS, _shares, measure, measure_together, top_level
 
 from nova_streaming.ingest.session import (
     MediaReceived,
@@ -56,6 +56,15 @@ def test_service_measure_connects_and_reaches_every_viewer() -> None:
         assert level.received == [20]
         assert level.rss > result.idle_rss
         assert result.loop == ("asyncio" if kind in ("bare", "nova-asyncio-h11") else "uvloop")
+
+
+def test_servers_side_by_side_broadcast_in_turn() -> None:
+    """Two servers held at once: each keeps its own viewers, levels and broadcasts."""
+    runs = measure_together(["bare", "nova"], [10, 30], 2, QUICK, client_capacity=16)
+    for kind, run_ in runs.items():
+        assert [lvl.connected for lvl in run_.levels] == [10, 30], kind
+        assert [lvl.received for lvl in run_.levels] == [[10, 10], [30, 30]], kind
+        assert run_.levels[1].rss > run_.idle_rss
 
 
 def test_viewers_are_spread_over_client_processes() -> None:
