@@ -20,8 +20,9 @@ unit: setup
 	$(PY) -m pytest
 
 # Generated files are rendered from Python and committed; CI fails on any difference.
+# One command renders all of k8s/: monitoring/, single/, scaled/.
 generate: setup
-	$(BIN)/nova-monitoring render --output k8s/monitoring
+	$(BIN)/nova-monitoring render --manifests --output k8s
 
 check-generated: setup
 	./scripts/check-generated

@@ -60,9 +60,10 @@ asyncio server** (`websockets.asyncio.server.serve`, default pings) in its own p
 that keeps each connection open in a set and does nothing else: the least a Python
 WebSocket server holding idle connections costs (on asyncio's loop, as websockets runs by
 default). Both run in the same bench run, side by side (each its own process), and are
-driven the same way by client processes (`bench/_ws_clients.py`, at most {CLIENT_CAPACITY:,} viewers each: raw
-WebSocket clients on one `asyncio.Protocol` each, no task per connection, answering
-pings; the client side is not measured), connecting {BATCH} viewers at a time per client
+driven the same way by client processes (`bench/_ws_clients.py`, at most
+{CLIENT_CAPACITY:,} viewers each: raw WebSocket clients on one `asyncio.Protocol` each,
+no task per connection, answering pings; the client side is not measured), connecting
+{BATCH} viewers at a time per client
 over 127.0.0.1 up to 1k, 10k and 20k. Every process raises its `RLIMIT_NOFILE` soft limit
 to the hard limit; where the hard limit cannot hold 20k sockets plus {FD_HEADROOM} other
 files, the top level is the largest multiple of 100 that fits (stated in the tables).

@@ -2,6 +2,7 @@
 
 Example::
 
+    $ nova-monitoring render --manifests --output k8s     # all of k8s/ (make generate)
     $ nova-monitoring render --output k8s/monitoring
     $ nova-monitoring render --output /tmp/rules --only rules-file \\
           --eval-interval 1s --for-scale 0.05 --rate-window 30s
@@ -14,12 +15,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from nova_monitoring.deploy_options import INGEST_SERVICE_TYPES, REDIS_MODES, DeployOptions
 from nova_monitoring.options import DEFAULT_SELECTOR, RenderOptions, RenderOptionsError
-from nova_monitoring.render import FILES, render
+from nova_monitoring.render import FILES, render, render_manifests
 
-__all__ = ["build_parser", "main", "options_from_args"]
+__all__ = ["build_parser", "deploy_options_from_args", "main", "options_from_args"]
 
 _DEFAULTS = RenderOptions()
+_DEPLOY = DeployOptions()
 
 
 def _selector(text: str) -> tuple[str, str]:
@@ -124,7 +127,97 @@ def build_parser() -> argparse.ArgumentParser:
     routing.add_argument("--slack-secret", default=_DEFAULTS.slack_secret)
     routing.add_argument("--slack-secret-key", default=_DEFAULTS.slack_secret_key)
     routing.add_argument("--slack-channel", default=_DEFAULTS.slack_channel)
+    _add_deploy_arguments(r)
     return parser
+
+
+def _add_deploy_arguments(r: argparse.ArgumentParser) -> None:
+    """``--manifests`` and the workload options (k8s/single, k8s/scaled)."""
+    r.add_argument(
+        "--manifests",
+        action="store_true",
+        help="write all of k8s/ under --output: the monitoring bundle in OUTPUT/monitoring "
+        "and every deployable variant in OUTPUT/single, OUTPUT/scaled",
+    )
+    d = r.add_argument_group("workloads (with --manifests)")
+    d.add_argument("--service-image", default=_DEPLOY.service_image)
+    d.add_argument("--ingest-image", default=_DEPLOY.ingest_image)
+    d.add_argument("--redis-image", default=_DEPLOY.redis_image)
+    d.add_argument("--region", default=_DEPLOY.region, help="NOVA_REGION of the replicas")
+    d.add_argument(
+        "--pod-cidr",
+        default=_DEPLOY.pod_cidr,
+        help="the cluster's pod network (CIDR[,CIDR...]): NOVA_TRUSTED_PEERS, who may call "
+        "the nginx-rtmp callbacks and push",
+    )
+    d.add_argument(
+        "--max-connections",
+        type=int,
+        default=_DEPLOY.max_connections,
+        help="NOVA_MAX_CONNECTIONS per replica; sizes the memory request",
+    )
+    d.add_argument(
+        "--streams-per-replica",
+        type=int,
+        default=_DEPLOY.streams_per_replica,
+        help="expected streams per replica; sizes the CPU requests",
+    )
+    d.add_argument("--replicas", type=int, default=_DEPLOY.replicas, help="scaled: HPA minimum")
+    d.add_argument(
+        "--max-replicas", type=int, default=_DEPLOY.max_replicas, help="scaled: HPA maximum"
+    )
+    d.add_argument("--cpu-target-percent", type=int, default=_DEPLOY.cpu_target_percent)
+    d.add_argument("--ingest-replicas", type=int, default=_DEPLOY.ingest_replicas)
+    d.add_argument(
+        "--ingest-service-type", choices=INGEST_SERVICE_TYPES, default=_DEPLOY.ingest_service_type
+    )
+    d.add_argument("--publish-secret", default=_DEPLOY.publish_secret)
+    d.add_argument("--publish-secret-key", default=_DEPLOY.publish_secret_key)
+    d.add_argument(
+        "--redis",
+        choices=REDIS_MODES,
+        default=_DEPLOY.redis,
+        help="scaled: a Redis Deployment, or an external Redis whose URL is in a Secret",
+    )
+    d.add_argument("--redis-url-secret", default=_DEPLOY.redis_url_secret)
+    d.add_argument("--redis-url-secret-key", default=_DEPLOY.redis_url_secret_key)
+    d.add_argument(
+        "--shutdown-grace",
+        type=int,
+        default=_DEPLOY.shutdown_grace,
+        help="seconds the service drains on SIGTERM",
+    )
+    d.add_argument(
+        "--pre-stop-seconds",
+        type=int,
+        default=_DEPLOY.pre_stop_seconds,
+        help="pause before SIGTERM while endpoints are removed",
+    )
+
+
+def deploy_options_from_args(args: argparse.Namespace) -> DeployOptions:
+    """Build validated ``DeployOptions`` from parsed ``render`` arguments."""
+    return DeployOptions(
+        service_image=args.service_image,
+        ingest_image=args.ingest_image,
+        redis_image=args.redis_image,
+        region=args.region,
+        pod_cidr=args.pod_cidr,
+        max_connections=args.max_connections,
+        streams_per_replica=args.streams_per_replica,
+        replicas=args.replicas,
+        max_replicas=args.max_replicas,
+        cpu_target_percent=args.cpu_target_percent,
+        ingest_replicas=args.ingest_replicas,
+        ingest_service_type=args.ingest_service_type,
+        publish_secret=args.publish_secret,
+        publish_secret_key=args.publish_secret_key,
+        redis=args.redis,
+        redis_url_secret=args.redis_url_secret,
+        redis_url_secret_key=args.redis_url_secret_key,
+        shutdown_grace=args.shutdown_grace,
+        pre_stop_seconds=args.pre_stop_seconds,
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> RenderOptions:
@@ -161,9 +254,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         options = options_from_args(args)
+        deploy = deploy_options_from_args(args)
     except RenderOptionsError as exc:
         parser.error(str(exc))
-    for path in render(args.output, options, only=args.only):
+    if args.manifests and args.only:
+        parser.error("--only: not with --manifests, which writes every file")
+    if args.manifests:
+        paths = render_manifests(args.output, options, deploy)
+    else:
+        paths = render(args.output, options, only=args.only)
+    for path in paths:
         print(path)
     return 0
 

@@ -9,7 +9,7 @@ Example::
 
     >>> dash = dashboard()
     >>> dash["title"], len(dash["panels"])
-    ('Nova Streaming Metrics Dashboard', 5)
+    ('Nova Streaming Metrics Dashboard', 6)
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ from grafana_foundation_sdk.builders import dashboard as dashboard_b
 from grafana_foundation_sdk.builders import piechart as piechart_b
 from grafana_foundation_sdk.builders import prometheus as prometheus_b
 from grafana_foundation_sdk.builders import stat as stat_b
+from grafana_foundation_sdk.builders import table as table_b
 from grafana_foundation_sdk.builders import timeseries as timeseries_b
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as common_m
 from grafana_foundation_sdk.models import dashboard as dashboard_m
 from grafana_foundation_sdk.models import piechart as piechart_m
+from grafana_foundation_sdk.models import prometheus as prometheus_m
 
 from nova_monitoring._types import Data
 from streaming_metrics import definitions as d
@@ -37,6 +39,8 @@ __all__ = [
     "DASHBOARD_UID",
     "DATASOURCE_VARIABLE",
     "PANELS",
+    "WORST_STREAMS",
+    "WORST_STREAMS_DROPS",
     "PanelSpec",
     "dashboard",
     "dashboard_json",
@@ -106,6 +110,38 @@ PANELS: tuple[PanelSpec, ...] = (
         f"(rate({d.RTMP_INGESTION_LATENCY_SECONDS.name}_bucket[{_WINDOW}]))) * 1000",
         "p95",
     ),
+)
+
+
+# --- Worst streams now (design section 10) ---
+# The owner's p95 lag per stream, with the stream's region (stream_info has region and
+# stream_type, not quality) and a quality from the bitrate series (the stream's
+# highest-bitrate rendition; a stream without a bitrate yet keeps its row, unlabelled).
+# max by: replica-safe during a hand-over, when two replicas may export a stream.
+_LAG_WITH_REGION = (
+    f"max by (stream_id) ({d.STREAM_INGEST_LAG_SECONDS.name})"
+    " * on (stream_id) group_left (region) "
+    f"max by (stream_id, region) ({d.STREAM_INFO.name})"
+)
+_ONE_QUALITY = (
+    f"topk by (stream_id) (1, max by (stream_id, quality) ({d.QUALITY_BITRATE_KBPS.name})) * 0 + 1"
+)
+WORST_STREAMS = PanelSpec(
+    6,
+    "Worst streams now",
+    "table",
+    f"topk(10, ({_LAG_WITH_REGION}) * on (stream_id) group_left (quality) ({_ONE_QUALITY})"
+    f" or on (stream_id) ({_LAG_WITH_REGION}))",
+    "",
+)
+WORST_STREAMS_DROPS = PanelSpec(
+    6,
+    "Worst streams now",
+    "table",
+    f"sum by (stream_id) (increase({d.STREAM_FRAME_DROPS.name}[{_WINDOW}]))"
+    " and on (stream_id) "
+    f"topk(10, max by (stream_id) ({d.STREAM_INGEST_LAG_SECONDS.name}))",
+    "",
 )
 
 
@@ -219,13 +255,52 @@ def _ingest_latency(panel: PanelSpec) -> timeseries_b.Panel:
         .title(panel.title)
         .description("p95 per-frame ingest lag over every replica; acceptable below 100 ms.")
         .datasource(_DATASOURCE)
-        .with_target(_query(panel))
+        # Exemplars on: each slow frame's point names its stream (design section 10).
+        .with_target(_query(panel).exemplar(True))
         .grid_pos(_grid(12, 8, 12))
         .unit("ms")
         .min(0)
         .thresholds(_steps((None, "green"), (100, "red")))
         .thresholds_style(
             common_b.GraphThresholdsStyleConfig().mode(common_m.GraphThresholdsStyleMode.LINE)
+        )
+    )
+
+
+def _worst_streams() -> table_b.Panel:
+    lag, drops = WORST_STREAMS, WORST_STREAMS_DROPS
+    return (
+        table_b.Panel()
+        .id(lag.id)
+        .title(lag.title)
+        .description(
+            "The 10 streams with the highest ingest lag now (each owner's p95 over the "
+            "last 10 s, not capped at 1 s like the histogram), their region and quality, "
+            "and frames dropped in 5 minutes. The same list: GET /api/v1/streams?sort=lag."
+        )
+        .datasource(_DATASOURCE)
+        .with_target(
+            _query(lag, instant=True).ref_id("A").format(prometheus_m.PromQueryFormat.TABLE)
+        )
+        .with_target(
+            _query(drops, instant=True).ref_id("B").format(prometheus_m.PromQueryFormat.TABLE)
+        )
+        .grid_pos(_grid(0, 16, 24))
+        .unit("s")
+        .thresholds(_steps((None, "green"), (0.5, "orange"), (1, "red")))
+        .with_transformation(dashboard_m.DataTransformerConfig(id_val="merge", options={}))
+        .with_transformation(
+            dashboard_m.DataTransformerConfig(
+                id_val="organize",
+                options={
+                    "excludeByName": {"Time": True},
+                    "renameByName": {"Value #A": "p95 lag", "Value #B": "drops (5m)"},
+                },
+            )
+        )
+        .sort_by([common_b.TableSortByFieldState().display_name("p95 lag").desc(True)])
+        .override_by_name(
+            "drops (5m)", [dashboard_m.DynamicConfigValue(id_val="unit", value="short")]
         )
     )
 
@@ -250,6 +325,7 @@ def _builder() -> dashboard_b.Dashboard:
         .with_panel(_current_viewers(current))
         .with_panel(_error_rate(errors))
         .with_panel(_ingest_latency(latency))
+        .with_panel(_worst_streams())
     )
 
 

@@ -1,8 +1,9 @@
 """``/healthz`` (the process serves) and ``/readyz`` (it should get traffic).
 
-Not ready while starting, while shutting down, or while the presence backend (Redis)
-is unreachable: connected viewers keep being served, but a load balancer should send
-new ones to a replica whose counts are shared.
+Not ready while starting, while draining or shutting down (from SIGTERM on: see
+:mod:`nova_streaming.drain`), or while the presence backend (Redis) is unreachable:
+connected viewers keep being served, but a load balancer should send new ones to a
+replica whose counts are shared.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """200 when started and the presence engine is ready, else 503."""
+    """200 when started, not draining and the presence engine is ready, else 503."""
     service: Service = request.app.state.service
     presence_ready = service.presence.ready
-    ready = service.started and presence_ready
+    ready = service.started and not service.draining and presence_ready
     body = {
         "ready": ready,
+        "draining": service.draining,
         "presence": service.presence.name,
         "presence_ready": presence_ready,
         "viewers": service.hub.total,

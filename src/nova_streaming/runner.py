@@ -1,5 +1,10 @@
 """Serving one replica: uvicorn for the app, the library's server for ``/metrics``.
 
+The first SIGTERM (or Ctrl-C) drains the replica before uvicorn shuts down (see
+:mod:`nova_streaming.drain`): unready at once, viewers closed with 1001, streams handed
+over to another replica, exit within ``NOVA_SHUTDOWN_GRACE`` seconds. A second Ctrl-C
+skips the rest of the drain, a third forces the exit (uvicorn's own behaviour).
+
 Example::
 
     asyncio.run(serve(settings, metrics=StreamingMetrics(regions=[settings.region])))
@@ -9,27 +14,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import math
 import resource
 import socket
+import time
 from collections.abc import Coroutine, Sequence
+from types import FrameType
 from typing import Any, TypeVar
 
 import uvicorn
 from starlette.applications import Starlette
 
 from nova_streaming.app import Extension, create_app
+from nova_streaming.drain import DrainReport, ShutdownDrain, shutdown_budget
 from nova_streaming.settings import Settings
 from nova_streaming.viewers.endpoint import ViewerFastPath
 from streaming_metrics import StreamingMetrics, start_metrics_server
 
 __all__ = [
     "WS_MAX_MESSAGE_BYTES",
+    "DrainingServer",
     "new_event_loop",
     "raise_open_file_limit",
     "run",
     "serve",
     "uvicorn_config",
 ]
+
+log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
@@ -113,6 +126,78 @@ def run(main: Coroutine[Any, Any, _T]) -> _T:
         return runner.run(main)
 
 
+class DrainingServer(uvicorn.Server):
+    """``uvicorn.Server`` whose first SIGTERM/SIGINT runs a :class:`ShutdownDrain`
+    before the usual shutdown, all within ``grace`` seconds of the signal.
+
+    The signal handler only marks the replica unready (``/readyz`` 503 at once) and
+    records the signal; the drain runs as a task started from uvicorn's main-loop tick.
+    When it is done, uvicorn's own exit path runs (so the process still ends by the
+    signal, 143 for SIGTERM), with its graceful timeout cut to the time left. Should
+    anything still run at the grace, uvicorn is told to force the exit.
+
+    Example::
+
+        server = DrainingServer(uvicorn_config(app, settings), ShutdownDrain(service), 25.0)
+        await server.serve()
+    """
+
+    def __init__(self, config: uvicorn.Config, drain: ShutdownDrain, grace: float) -> None:
+        super().__init__(config)
+        self.drain = drain
+        self.grace = grace
+        self.report: DrainReport | None = None
+        self._signal: int | None = None
+        self._signalled_at = 0.0
+        self._drain_task: asyncio.Task[None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """First signal after start: drain; later ones (or before start): uvicorn's."""
+        if self._signal is None and self.started and not self.should_exit:
+            self._signal = sig
+            self._signalled_at = time.monotonic()
+            self.drain.begin()
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        """uvicorn's tick (every 0.1 s), which also starts the drain once signalled."""
+        if self._signal is not None and self._drain_task is None:
+            self._drain_task = asyncio.create_task(self._drain(self._signal), name="drain")
+        return await super().on_tick(counter)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Stop a drain cut short by a second signal, then uvicorn's shutdown."""
+        task = self._drain_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await super().shutdown(sockets)
+
+    async def _drain(self, sig: int) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time() - (time.monotonic() - self._signalled_at)
+        wait, reserve = shutdown_budget(self.grace)
+        loop.call_at(start + self.grace, self._overdue)
+        try:
+            async with asyncio.timeout_at(start + wait + reserve / 2):
+                self.report = await self.drain.run(deadline=start + wait)
+        except TimeoutError:
+            log.warning("nova-streaming: drain cut short at the end of its budget")
+        except Exception:
+            log.exception("nova-streaming: drain failed; shutting down")
+        left = start + self.grace - loop.time()
+        # uvicorn then waits for open HTTP connections; leave time for the lifespan.
+        self.config.timeout_graceful_shutdown = max(1, math.floor(left / 2))
+        super().handle_exit(sig, None)
+
+    def _overdue(self) -> None:
+        if not self.force_exit:
+            log.error("nova-streaming: still shutting down at the grace; forcing the exit")
+            self.force_exit = True
+
+
 async def serve(
     settings: Settings,
     *,
@@ -120,10 +205,14 @@ async def serve(
     extensions: Sequence[Extension] = (),
     sockets: list[socket.socket] | None = None,
 ) -> None:
-    """Run the app and the metrics server until SIGTERM/SIGINT; viewers are closed
-    (1012 from uvicorn, then the hub) and every disconnection is recorded."""
+    """Run the app and the metrics server until SIGTERM/SIGINT, then drain (see
+    :class:`DrainingServer`) and shut down: every viewer disconnection is recorded and
+    the streams this replica carried are handed over, within
+    ``settings.shutdown_grace`` seconds. ``/metrics`` answers until the end."""
     app = create_app(settings, metrics=metrics, extensions=extensions)
-    server = uvicorn.Server(uvicorn_config(app, settings))
+    server = DrainingServer(
+        uvicorn_config(app, settings), ShutdownDrain(app.state.service), settings.shutdown_grace
+    )
     metrics_server = start_metrics_server(
         settings.metrics_port, settings.metrics_host, metrics.registry, token=settings.metrics_token
     )

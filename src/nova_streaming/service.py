@@ -52,3 +52,5 @@ class Service:
     hub: ViewerHub
     components: list[Component] = field(default_factory=list)
     started: bool = False
+    # Set at SIGTERM (graceful shutdown): /readyz answers 503 while the replica drains.
+    draining: bool = False

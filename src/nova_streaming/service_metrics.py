@@ -39,7 +39,12 @@ INGEST_DISCONTINUITIES: Final = "nova_streaming_ingest_discontinuities_total"
 
 # Operations against the shared presence/registry backend (Redis) that can fail.
 PRESENCE_OPERATIONS: Final = ("heartbeat", "sync", "read", "registry", "events")
-WEBSOCKET_REJECT_REASONS: Final = ("invalid_stream_id", "stream_not_active", "over_capacity")
+WEBSOCKET_REJECT_REASONS: Final = (
+    "invalid_stream_id",
+    "stream_not_active",
+    "over_capacity",
+    "shutting_down",
+)
 WEBSOCKET_DROP_REASONS: Final = ("slow_consumer",)
 # Where a caller outside NOVA_TRUSTED_PEERS is refused: the two nginx callbacks and the
 # RTMP ingest port. Counted here, never in broadcast_errors_total (design section 5).

@@ -21,12 +21,13 @@ import ipaddress
 import math
 import os
 import re
+import secrets
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit
 
+from nova_streaming.presence.redis_url import parse_redis_url
 from streaming_metrics.definitions import LABEL_VALUE_PATTERN
 
 __all__ = [
@@ -42,7 +43,6 @@ PRESENCE_ENGINES: Final = ("memory", "redis")
 MAX_SECONDS: Final = 86400.0
 _REPLICA_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _REDIS_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 N = TypeVar("N", int, float)
@@ -53,9 +53,14 @@ class SettingsError(ValueError):
 
 
 def default_replica_id() -> str:
-    """``hostname-pid``: unique per process on a host, readable in Redis keys."""
-    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "host"
-    return f"{host}-{os.getpid()}"[:128]
+    """``<hostname>-<8 random hex>``, new at every process start.
+
+    Not ``hostname-pid``: Kubernetes restarts a crashed container in the same pod (same
+    hostname, often PID 1), and an id shared with the dead incarnation would keep its
+    viewers and streams alive in Redis (design section 3, "Replica identity").
+    """
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()).lstrip("_.-") or "host"
+    return f"{host[:119]}-{secrets.token_hex(4)}"
 
 
 # --- parsers: raw string -> value, raising ValueError with the "must be ..." text ---
@@ -115,15 +120,8 @@ def _presence(raw: str) -> str:
 
 
 def _redis_url(raw: str) -> str:
-    value = raw.strip()
-    parts = urlsplit(value)
-    if parts.scheme not in _REDIS_SCHEMES or (parts.scheme != "unix" and not parts.hostname):
-        raise ValueError(f"must be a redis://host[:port][/db] URL, got {raw!r}")
-    try:
-        parts.port  # noqa: B018 -- urlsplit validates the port lazily
-    except ValueError:
-        raise ValueError(f"must be a redis://host[:port][/db] URL, got {raw!r}") from None
-    return value
+    # One node (redis://host:6379/0) or a cluster (redis+cluster://h1:7000,h2:7001).
+    return parse_redis_url(raw).url
 
 
 def _host(raw: str) -> str:
@@ -194,7 +192,13 @@ class SettingSpec:
 SETTING_SPECS: Final[tuple[SettingSpec, ...]] = (
     SettingSpec("region", "NOVA_REGION", "--region", _region, "region label of this replica"),
     SettingSpec("presence", "NOVA_PRESENCE", "--presence", _presence, "memory or redis"),
-    SettingSpec("redis_url", "NOVA_REDIS_URL", "--redis-url", _redis_url, "Redis URL"),
+    SettingSpec(
+        "redis_url",
+        "NOVA_REDIS_URL",
+        "--redis-url",
+        _redis_url,
+        "redis://host[:port][/db] (one node) or redis+cluster://host:port[,host:port...]",
+    ),
     SettingSpec(
         "publish_secret",
         "NOVA_PUBLISH_SECRET",
@@ -250,7 +254,11 @@ SETTING_SPECS: Final[tuple[SettingSpec, ...]] = (
         "seconds before a dead replica's viewers expire",
     ),
     SettingSpec(
-        "replica_id", "NOVA_REPLICA_ID", "--replica-id", _replica_id, "unique replica name"
+        "replica_id",
+        "NOVA_REPLICA_ID",
+        "--replica-id",
+        _replica_id,
+        "replica name (default <hostname>-<8 random hex>, new per start)",
     ),
     SettingSpec(
         "redis_prefix", "NOVA_REDIS_PREFIX", "--redis-prefix", _redis_prefix, "Redis key prefix"
@@ -289,6 +297,14 @@ SETTING_SPECS: Final[tuple[SettingSpec, ...]] = (
         "--stream-grace",
         _seconds,
         "seconds a stream whose owner died waits for a re-push before it ends",
+    ),
+    SettingSpec(
+        "shutdown_grace",
+        "NOVA_SHUTDOWN_GRACE",
+        "--shutdown-grace",
+        _non_negative_seconds,
+        "seconds from SIGTERM to exit: drain viewers, hand streams over (keep it, plus "
+        "any preStop delay, below Kubernetes' terminationGracePeriodSeconds)",
     ),
 )
 
@@ -331,6 +347,7 @@ class Settings:
     viewer_update_interval: float = 1.0
     series_linger: float = 60.0
     stream_grace: float = 10.0
+    shutdown_grace: float = 20.0
 
     def __post_init__(self) -> None:
         if not self.replica_id:

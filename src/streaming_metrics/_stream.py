@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from streaming_metrics._lag import LagWindow
+
 
 class StreamRecord:
     """What one process knows about one stream; its fields back the per-stream series.
@@ -15,7 +17,9 @@ class StreamRecord:
         "alive",
         "bitrates",
         "connections",
+        "drops",
         "info",
+        "lag",
         "linger_until",
         "owner_until",
         "peak",
@@ -35,6 +39,10 @@ class StreamRecord:
         # None means no peak_viewers series (never started here, or its linger ran out).
         self.peak: float | None = None
         self.bitrates: dict[str, float] = {}
+        # Owner-only like peak: the recent-lag window and the frame-drop count of a
+        # stream started here and tracked; None means no series.
+        self.lag: LagWindow | None = None
+        self.drops: int | None = None
         # Whole record (and so every series) leaves at this clock time.
         self.linger_until: float | None = None
         # Owner-only series (peak, bitrates) of an ended stream leave at this time, even

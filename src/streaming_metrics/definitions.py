@@ -108,6 +108,18 @@ STREAM_INFO = MetricDefinition(
     help="1 while the stream is active on this process; joins region onto per-stream series.",
     labels=("stream_id", "region", "stream_type"),
 )
+STREAM_INGEST_LAG_SECONDS = MetricDefinition(
+    name="nova_streaming_stream_ingest_lag_seconds",
+    type=MetricType.GAUGE,
+    help="p95 per-frame ingest lag of a stream over the last 10 s, in seconds (owner only).",
+    labels=("stream_id",),
+)
+STREAM_FRAME_DROPS = MetricDefinition(
+    name="nova_streaming_stream_frame_drops_total",
+    type=MetricType.COUNTER,
+    help="Frames of a stream lost in ingest (owner only).",
+    labels=("stream_id",),
+)
 TRACKED_STREAMS = MetricDefinition(
     name="nova_streaming_metrics_tracked_streams",
     type=MetricType.GAUGE,
@@ -146,7 +158,17 @@ SELF_METRICS: tuple[MetricDefinition, ...] = (
     DROPPED_SERIES,
     REJECTED_INPUTS,
 )
-ALL_METRICS: tuple[MetricDefinition, ...] = (*GUIDE_METRICS, STREAM_INFO, *SELF_METRICS)
+WORST_STREAMS_METRICS: tuple[MetricDefinition, ...] = (
+    STREAM_INGEST_LAG_SECONDS,
+    STREAM_FRAME_DROPS,
+)
+"""Design section 10: per-stream signals for "which streams hurt now"."""
+ALL_METRICS: tuple[MetricDefinition, ...] = (
+    *GUIDE_METRICS,
+    STREAM_INFO,
+    *WORST_STREAMS_METRICS,
+    *SELF_METRICS,
+)
 
 # --- Bounded label sets ---
 
@@ -192,4 +214,12 @@ REJECT_REASONS: tuple[str, ...] = (
 )
 
 DEFAULT_MAX_TRACKED_STREAMS = 10_000
+DEFAULT_EXEMPLAR_THRESHOLD_SECONDS = 0.25
+"""Frames slower than this always carry their stream as an exemplar (design section 10)."""
+DEFAULT_EXEMPLAR_SAMPLE_EVERY = 100
+"""Otherwise one frame in this many (per instance) carries one."""
+EXEMPLAR_LABEL = "stream_id"
+LAG_WINDOW_SECONDS = 10
+"""stream_ingest_lag_seconds is the p95 over this many whole seconds."""
+LAG_QUANTILE = 0.95
 DEFAULT_SERIES_LINGER_SECONDS = 60.0

@@ -29,6 +29,7 @@ __all__ = [
     "default_metrics",
     "forget_stream",
     "record_broadcast_error",
+    "record_frame_drops",
     "record_quality_bitrate",
     "record_rtmp_connection_failure",
     "record_rtmp_frame_latency",
@@ -97,7 +98,17 @@ def record_rtmp_connection_failure() -> None:
     default_metrics().record_rtmp_connection_failure()
 
 
-def record_rtmp_frame_latency(quality: str, seconds: float) -> None:
-    """See :meth:`StreamingMetrics.record_rtmp_frame_latency` (the per-frame hot path)."""
+def record_rtmp_frame_latency(
+    quality: str, seconds: float, stream_id: str | UUID | None = None
+) -> None:
+    """See :meth:`StreamingMetrics.record_rtmp_frame_latency` (the per-frame hot path).
+
+    ``stream_id`` (optional): the frame's stream, for its exemplar and its lag window.
+    """
     # The module global is read directly: one attribute load instead of a call.
-    (_default._instance or default_metrics()).record_rtmp_frame_latency(quality, seconds)
+    (_default._instance or default_metrics()).record_rtmp_frame_latency(quality, seconds, stream_id)
+
+
+def record_frame_drops(stream_id: str | UUID, count: int = 1) -> None:
+    """See :meth:`StreamingMetrics.record_frame_drops`."""
+    default_metrics().record_frame_drops(stream_id, count)

@@ -31,12 +31,13 @@ from typing import TYPE_CHECKING, Final
 from uuid import UUID
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from streaming_metrics import definitions as d
+from streaming_metrics._lag import CLOCK_EVERY, LagWindow
 from streaming_metrics._stream import StreamRecord
 from streaming_metrics._validation import (
     check_label_values,
@@ -107,6 +108,8 @@ class StreamingMetrics:
         qualities: Iterable[str] = d.DEFAULT_QUALITIES,
         regions: Iterable[str] = (),
         clock: Callable[[], float] = time.monotonic,
+        exemplar_threshold_seconds: float = d.DEFAULT_EXEMPLAR_THRESHOLD_SECONDS,
+        exemplar_sample_every: int = d.DEFAULT_EXEMPLAR_SAMPLE_EVERY,
     ) -> None:
         if registry is None:
             registry = REGISTRY
@@ -132,6 +135,26 @@ class StreamingMetrics:
             )
         if not callable(clock):
             raise ValueError(f"StreamingMetrics: clock must be callable, got {clock!r}")
+        threshold = exemplar_threshold_seconds
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, int | float)
+            or math.isnan(threshold)
+            or threshold < 0
+        ):
+            raise ValueError(
+                "StreamingMetrics: exemplar_threshold_seconds must be a number >= 0 "
+                f"(math.inf: never by lag), got {exemplar_threshold_seconds!r}"
+            )
+        if (
+            isinstance(exemplar_sample_every, bool)
+            or not isinstance(exemplar_sample_every, int)
+            or exemplar_sample_every < 0
+        ):
+            raise ValueError(
+                "StreamingMetrics: exemplar_sample_every must be an int >= 0 (0: never "
+                f"by sampling), got {exemplar_sample_every!r}"
+            )
         error_set = check_label_values("error_types", error_types)
         quality_set = check_label_values("qualities", qualities)
         region_set = check_label_values("regions", regions)
@@ -142,11 +165,21 @@ class StreamingMetrics:
         self._clock = clock
         self._error_types = frozenset(error_set)
         self._qualities = frozenset(quality_set)
+        self._exemplar_threshold = float(threshold)
+        self._exemplar_every = exemplar_sample_every
+        # Frames with a stream id left until the next sampled exemplar. Read and written
+        # without the lock: a lost update under a race only moves one sample.
+        # 0 (never by sampling): a countdown that does not run out.
+        self._exemplar_reset = exemplar_sample_every or 2**62
+        self._exemplar_countdown = self._exemplar_reset
 
         # One lock for every state change; prometheus_client's own locks nest inside it
         # and never call back, so there is no lock-order cycle.
         self._lock = threading.Lock()
         self._streams: dict[str, StreamRecord] = {}
+        # The lag windows of started, tracked streams by id (also rec.lag): the frame
+        # path finds a stream's window with one lookup.
+        self._windows: dict[str, LagWindow] = {}
         self._lingering: deque[tuple[float, str]] = deque()
         self._tracked = 0
         self._active_by_region: dict[str, int] = dict.fromkeys(region_set, 0)
@@ -223,6 +256,16 @@ class StreamingMetrics:
         return self._qualities
 
     @property
+    def exemplar_threshold_seconds(self) -> float:
+        """Frames slower than this carry their stream id as an exemplar."""
+        return self._exemplar_threshold
+
+    @property
+    def exemplar_sample_every(self) -> int:
+        """Other frames with a stream id carry one once in this many (0: never)."""
+        return self._exemplar_every
+
+    @property
     def tracked_streams(self) -> int:
         """Streams holding per-stream series now (active, lingering, connection-only)."""
         return self._tracked
@@ -238,6 +281,20 @@ class StreamingMetrics:
         sid = clean_stream_id(stream_id)
         rec = self._streams.get(sid) if sid is not None else None
         return rec is not None and rec.info is not None
+
+    def stream_signals(self) -> dict[str, tuple[float | None, int, tuple[str, ...]]]:
+        """Per stream started here (and tracked): ``(lag p95 over 10 s or None, frame
+        drops, qualities with a bitrate)``, what the worst-streams series export."""
+        with self._lock:
+            now = self._clock()
+            self._expire(now)
+            records = [rec for rec in self._streams.values() if rec.info is not None]
+        signals: dict[str, tuple[float | None, int, tuple[str, ...]]] = {}
+        for rec in records:
+            window, drops = rec.lag, rec.drops
+            if window is not None and drops is not None:
+                signals[rec.stream_id] = (window.value(now), drops, tuple(sorted(rec.bitrates)))
+        return signals
 
     def declare_region(self, region: str) -> None:
         """Export ``active_streams{region}`` and ``viewers_total{region}`` at 0.
@@ -313,6 +370,10 @@ class StreamingMetrics:
             rec.info = (region, kind)
             rec.peak = 0.0
             rec.bitrates = {}
+            if rec.tracked:
+                rec.lag = self._windows[sid] = LagWindow(sid, self._exemplar_threshold)
+                if rec.drops is None:
+                    rec.drops = 0
             rec.linger_until = None
             rec.owner_until = None
             self._active_by_region[region] = self._active_by_region.get(region, 0) + 1
@@ -400,7 +461,9 @@ class StreamingMetrics:
                 # lose the count they still hold. Owner-only series (peak, bitrates) go
                 # after the linger; the connection series lingers once the last viewer
                 # leaves (see record_websocket_disconnection).
-                if rec.owner_until is None and (rec.peak is not None or rec.bitrates):
+                if rec.owner_until is None and (
+                    rec.peak is not None or rec.bitrates or rec.drops is not None
+                ):
                     rec.owner_until = now + self._linger
                     self._lingering.append((rec.owner_until, sid))
             else:
@@ -508,6 +571,26 @@ class StreamingMetrics:
                 # Copy on write: the scrape iterates bitrates without the lock.
                 rec.bitrates = {**rec.bitrates, bounded: rate}
 
+    def record_frame_drops(self, stream_id: str | UUID, count: int = 1) -> None:
+        """``count`` (an int >= 1) frames of an active stream were lost in ingest.
+
+        Adds to ``nova_streaming_stream_frame_drops_total{stream_id}``; only a stream
+        started here (and not ended) has the series. The error counter is separate:
+        record ``frame_drop`` with :meth:`record_broadcast_error` as before.
+        """
+        sid = clean_stream_id(stream_id)
+        if sid is None:
+            self._reject(d.REJECT_INVALID_STREAM_ID, "record_frame_drops", stream_id)
+            return
+        amount = clean_count(count)
+        if isinstance(amount, str):
+            self._reject(amount, "record_frame_drops", count)
+            return
+        with self._lock:
+            rec = self._streams.get(sid)
+            if rec is not None and rec.info is not None and rec.drops is not None:
+                rec.drops += int(amount)
+
     def record_broadcast_error(self, error_type: str, count: int = 1) -> None:
         """``broadcast_errors_total{error_type}`` + ``count`` (unconfigured types count as
         ``other``), in one increment whatever the count: O(1) work per report, so a peer
@@ -537,23 +620,121 @@ class StreamingMetrics:
         """``broadcast_errors_total{error_type="rtmp_connection_failed"}`` +1."""
         self.record_broadcast_error("rtmp_connection_failed")
 
-    def record_rtmp_frame_latency(self, quality: str, seconds: float) -> None:
-        """One frame's ingest lag at ``quality``, in seconds (the per-frame hot path)."""
+    def record_rtmp_frame_latency(
+        self, quality: str, seconds: float, stream_id: str | UUID | None = None
+    ) -> None:
+        """One frame's ingest lag at ``quality``, in seconds (the per-frame hot path).
+
+        With ``stream_id``, the frame also feeds the stream's
+        ``stream_ingest_lag_seconds`` (a stream started here) and, when it is slower
+        than ``exemplar_threshold_seconds`` or is the sampled one in
+        ``exemplar_sample_every``, it leaves ``{stream_id="..."}`` as the OpenMetrics
+        exemplar of the bucket it lands in.
+        """
         # One dict lookup and one chained comparison (which also refuses NaN) in front of
-        # the cached child's observe(); anything unusual takes the slow path.
+        # the cached child's observe(); anything unusual takes the slow path. The
+        # guide's two-argument call pays one `is None` more. With a stream id, the known
+        # stream's record is one more dict lookup, and its lag window is one clock read
+        # and one list append (a second's frames are sorted once, at the next second).
         try:
             child = self._latency_children[quality]
         except (KeyError, TypeError):
-            self._latency_slow(quality, seconds)
+            self._latency_slow(quality, seconds, stream_id)
             return
-        if type(seconds) is float and 0.0 <= seconds < _INF:
+        if not (type(seconds) is float and 0.0 <= seconds < _INF):
+            self._latency_slow(quality, seconds, stream_id)
+            return
+        if stream_id is None:
             child.observe(seconds)
+            return
+        try:
+            window = self._windows[stream_id]  # type: ignore[index]
+        except (KeyError, TypeError):
+            self._latency_of_stream(child, seconds, stream_id)
+            return
+        # The window's cut is the exemplar threshold, or -1 when its stream's next frame
+        # is the sampled one (decided once a second, in _close_second): one compare.
+        if seconds > window.cut:
+            window.cut = self._exemplar_threshold
+            child.observe(seconds, {d.EXEMPLAR_LABEL: window.stream_id})
         else:
-            self._latency_slow(quality, seconds)
+            child.observe(seconds)
+        # The clock is read every CLOCK_EVERY frames of a stream (a clock read costs
+        # as much as the rest of this); the frames between go to the second it read.
+        ticks = window.ticks - 1
+        if ticks:
+            window.ticks = ticks
+            window.append(seconds)
+        else:
+            window.ticks = CLOCK_EVERY
+            now = self._clock()
+            if now < window.roll_at:
+                window.append(seconds)
+            else:
+                self._close_second(window, seconds, now)
 
     # --- internals -----------------------------------------------------------------------
 
-    def _latency_slow(self, quality: object, seconds: object) -> None:
+    def _observe_in_window(self, child: Histogram, seconds: float, window: LagWindow) -> None:
+        """What the hot path inlines for a stream with a lag window."""
+        if seconds > window.cut:
+            window.cut = self._exemplar_threshold
+            child.observe(seconds, {d.EXEMPLAR_LABEL: window.stream_id})
+        else:
+            child.observe(seconds)
+        # The clock is read every CLOCK_EVERY frames of a stream (a clock read costs
+        # as much as the rest of this); the frames between go to the second it read.
+        ticks = window.ticks - 1
+        if ticks:
+            window.ticks = ticks
+            window.append(seconds)
+        else:
+            window.ticks = CLOCK_EVERY
+            now = self._clock()
+            if now < window.roll_at:
+                window.append(seconds)
+            else:
+                self._close_second(window, seconds, now)
+
+    def _close_second(self, window: LagWindow, seconds: float, now: float) -> None:
+        """A stream's frame seen in a new second: close the last one in its window and
+        count its frames toward the one-in-N exemplar sample."""
+        frames = window.add(seconds, now)
+        if not frames:
+            return
+        left = self._exemplar_countdown - frames
+        if left > 0:
+            self._exemplar_countdown = left
+        else:
+            self._exemplar_countdown = self._exemplar_reset
+            window.cut = -1.0
+
+    def _latency_of_stream(self, child: Histogram, seconds: float, stream_id: object) -> None:
+        """A valid observation naming a stream without a lag window here as given (not
+        started here, over the cap, given as a UUID object or in upper case...)."""
+        rec = self._streams.get(stream_id) if type(stream_id) is str else None
+        if rec is not None:
+            sid = rec.stream_id
+        else:
+            cleaned = clean_stream_id(stream_id)
+            if cleaned is None:
+                self._reject(d.REJECT_INVALID_STREAM_ID, "record_rtmp_frame_latency", stream_id)
+                return
+            sid = cleaned
+            window = self._windows.get(sid)
+            if window is not None:
+                # A started stream named another way: the fast path's work.
+                self._observe_in_window(child, seconds, window)
+                return
+        left = self._exemplar_countdown - 1
+        if seconds > self._exemplar_threshold or left <= 0:
+            self._exemplar_countdown = left if left > 0 else self._exemplar_reset
+            child.observe(seconds, {d.EXEMPLAR_LABEL: sid})
+        else:
+            self._exemplar_countdown = left
+            child.observe(seconds)
+
+    def _latency_slow(self, quality: object, seconds: object, stream_id: object = None) -> None:
         if not is_label_value(quality):
             self._reject(d.REJECT_INVALID_LABEL, "record_rtmp_frame_latency", quality)
             return
@@ -564,7 +745,10 @@ class StreamingMetrics:
         child = self._latency_children.get(quality)  # type: ignore[call-overload]
         if child is None:
             child = self._latency_children[d.OTHER]
-        child.observe(amount)
+        if stream_id is None:
+            child.observe(amount)
+        else:
+            self._latency_of_stream(child, amount, stream_id)
 
     def _connect_slow(self, stream_id: object) -> None:
         sid = clean_stream_id(stream_id)
@@ -644,6 +828,9 @@ class StreamingMetrics:
             elif rec.owner_until is not None and rec.owner_until <= now and rec.info is None:
                 rec.peak = None
                 rec.bitrates = {}
+                rec.lag = None
+                self._windows.pop(rec.stream_id, None)
+                rec.drops = None
                 rec.owner_until = None
         return removed
 
@@ -651,6 +838,7 @@ class StreamingMetrics:
         """Caller holds the lock."""
         rec.alive = False
         del self._streams[rec.stream_id]
+        self._windows.pop(rec.stream_id, None)
         if rec.tracked:
             self._tracked -= 1
 
@@ -688,7 +876,8 @@ class StreamingMetrics:
 
     def _collect(self) -> Iterator[Metric]:
         with self._lock:
-            self._expire(self._clock())
+            now = self._clock()
+            self._expire(now)
             regions = list(self._active_by_region.items())
             records = [rec for rec in self._streams.values() if rec.tracked]
             tracked = self._tracked
@@ -707,6 +896,8 @@ class StreamingMetrics:
         yield _peaks(records)
         yield _bitrates(records)
         yield _infos(records)
+        yield _lags(records, now)
+        yield _drops(records)
         yield GaugeMetricFamily(
             d.TRACKED_STREAMS.name, d.TRACKED_STREAMS.help, value=float(tracked)
         )
@@ -724,6 +915,8 @@ class _StreamCollector(Collector):
         d.PEAK_VIEWERS,
         d.QUALITY_BITRATE_KBPS,
         d.STREAM_INFO,
+        d.STREAM_INGEST_LAG_SECONDS,
+        d.STREAM_FRAME_DROPS,
         d.TRACKED_STREAMS,
         d.MAX_TRACKED_STREAMS,
     )
@@ -737,7 +930,7 @@ class _StreamCollector(Collector):
     def describe(self) -> Iterable[Metric]:
         # Lets the registry know the names without collecting: duplicate detection and
         # name[] filtering (restricted_registry) both rely on it.
-        return [_gauge(definition) for definition in self._DEFINITIONS]
+        return [_family(definition) for definition in self._DEFINITIONS]
 
 
 class _StreamFamily(Metric):
@@ -760,7 +953,12 @@ class _StreamFamily(Metric):
         columns: tuple[list[str], ...],
         values: list[float],
     ) -> None:
-        super().__init__(definition.name, definition.help, "gauge")
+        # A counter's family name drops `_total`; its samples keep it (as
+        # CounterMetricFamily does), so both encoders write what prometheus_client would.
+        counter = definition.type is d.MetricType.COUNTER
+        family = definition.name.removesuffix("_total") if counter else definition.name
+        super().__init__(family, definition.help, "counter" if counter else "gauge")
+        self._sample_name = definition.name
         self._labelnames = definition.labels
         self._columns = columns
         self._values = values
@@ -769,7 +967,7 @@ class _StreamFamily(Metric):
     @property
     def samples(self) -> list[Sample]:
         if self._samples is None:
-            name, labelnames = self.name, self._labelnames
+            name, labelnames = self._sample_name, self._labelnames
             self._samples = [
                 Sample(name, dict(zip(labelnames, labels, strict=True)), value)
                 for labels, value in zip(
@@ -810,7 +1008,7 @@ class _StreamFamily(Metric):
         # keeps a chunk well under a millisecond, so the caller's hand-offs between
         # chunks stay about a millisecond apart whatever the number of labels.
         labels = ",".join(f'{_brace_safe(key)}="{{}}"' for key in keys)
-        line = _brace_safe(self.name) + "{{" + labels + "}} {}\n"
+        line = _brace_safe(self._sample_name) + "{{" + labels + "}} {}\n"
         fmt, values = _go_float, self._values
         for start in range(0, len(values), size):
             stop = start + size
@@ -872,7 +1070,33 @@ def _infos(records: list[StreamRecord]) -> _StreamFamily:
     return _StreamFamily(d.STREAM_INFO, (sids, regions, kinds), [1.0] * len(sids))
 
 
-def _gauge(definition: d.MetricDefinition) -> GaugeMetricFamily:
+def _lags(records: list[StreamRecord], now: float) -> _StreamFamily:
+    sids: list[str] = []
+    values: list[float] = []
+    for rec in records:
+        window = rec.lag
+        if window is not None:
+            lag = window.value(now)
+            if lag is not None:
+                sids.append(rec.stream_id)
+                values.append(lag)
+    return _StreamFamily(d.STREAM_INGEST_LAG_SECONDS, (sids,), values)
+
+
+def _drops(records: list[StreamRecord]) -> _StreamFamily:
+    sids: list[str] = []
+    values: list[float] = []
+    for rec in records:
+        drops = rec.drops
+        if drops is not None:
+            sids.append(rec.stream_id)
+            values.append(float(drops))
+    return _StreamFamily(d.STREAM_FRAME_DROPS, (sids,), values)
+
+
+def _family(definition: d.MetricDefinition) -> Metric:
+    if definition.type is d.MetricType.COUNTER:
+        return CounterMetricFamily(definition.name, definition.help, labels=definition.labels)
     return GaugeMetricFamily(definition.name, definition.help, labels=definition.labels)
 
 

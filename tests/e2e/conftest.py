@@ -29,11 +29,16 @@ class Exporter:
 
     port: int
     registry: CollectorRegistry
+    streams: tuple[str, ...] = STREAMS
 
 
 @pytest.fixture
 def synthetic_exporter() -> Iterator[Exporter]:
-    """Serve the contract's metrics with live-looking values, updated on a thread."""
+    """Serve the contract's metrics with live-looking values, updated on a thread.
+
+    The second stream is the slow one: its frames over the exemplar threshold carry its
+    stream id as latency exemplars, and its lag gauge is far above 1 s.
+    """
     registry = CollectorRegistry()
     active = Gauge(d.ACTIVE_STREAMS.name, d.ACTIVE_STREAMS.help, ["region"], registry=registry)
     conns = Gauge(
@@ -54,6 +59,17 @@ def synthetic_exporter() -> Iterator[Exporter]:
         buckets=d.RTMP_INGESTION_LATENCY_SECONDS.buckets,
         registry=registry,
     )
+    lag = Gauge(
+        d.STREAM_INGEST_LAG_SECONDS.name, d.STREAM_INGEST_LAG_SECONDS.help, ["stream_id"],
+        registry=registry,
+    )  # fmt: skip
+    bitrate = Gauge(
+        d.QUALITY_BITRATE_KBPS.name, d.QUALITY_BITRATE_KBPS.help, ["stream_id", "quality"],
+        registry=registry,
+    )  # fmt: skip
+    drops = Counter(
+        d.STREAM_FRAME_DROPS.name, d.STREAM_FRAME_DROPS.help, ["stream_id"], registry=registry
+    )
     for error_type in d.DEFAULT_ERROR_TYPES:
         errors.labels(error_type)
     active.labels("local").set(len(STREAMS))
@@ -61,6 +77,11 @@ def synthetic_exporter() -> Iterator[Exporter]:
         info.labels(sid, "local", "live").set(1)
         peak.labels(sid).set(5 + n)
         conns.labels(sid).set(3 + n)
+        drops.labels(sid)
+    lag.labels(STREAMS[0]).set(0.08)
+    lag.labels(STREAMS[1]).set(3.2)
+    bitrate.labels(STREAMS[0], "720p").set(2500)
+    bitrate.labels(STREAMS[1], "480p").set(900)
     port = free_port()
     server, thread = start_http_server(port, "127.0.0.1", registry=registry)
     stop = threading.Event()
@@ -69,8 +90,11 @@ def synthetic_exporter() -> Iterator[Exporter]:
     def feed() -> None:
         while not stop.wait(0.1):
             latency.labels("720p").observe(rng.uniform(0.01, 0.2))
+            if rng.random() < 0.2:
+                latency.labels("480p").observe(3.2, {"stream_id": STREAMS[1]})
             if rng.random() < 0.1:
                 errors.labels(rng.choice(["timeout", "frame_drop"])).inc()
+                drops.labels(STREAMS[1]).inc()
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()

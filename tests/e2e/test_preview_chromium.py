@@ -69,16 +69,36 @@ def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _panel_attrs(dom: str) -> list[dict[str, str]]:
     panels = []
-    for tag in re.findall(r'<section class="panel"[^>]*>', dom):
+    for tag in re.findall(r'<section class="panel[^"]*"[^>]*>', dom):
         panels.append(dict(re.findall(r'(data-[a-z-]+)="([^"]*)"', tag)))
     return panels
 
 
-def test_preview_draws_every_panel_with_data_in_chromium(prometheus: Any, tmp_path: Path) -> None:
-    """All five dashboard panels render with data from Prometheus; a screenshot is kept."""
+# The panels the synthetic exporter feeds (an SLO row added by other work may need
+# history this short test does not have: its panels must draw, with or without data).
+FED = {
+    "Active Streaming Sessions",
+    "Peak Viewers Distribution",
+    "Current Viewer Count",
+    "Broadcast Error Rate",
+    "RTMP Ingestion Latency",
+    "Worst streams now",
+}
+
+
+def test_preview_draws_every_panel_with_uplot_in_chromium(
+    synthetic_exporter: Any, prometheus: Any, tmp_path: Path
+) -> None:
+    """Every dashboard panel draws from Prometheus (uPlot canvases for the charts, the
+    worst-streams table, the latency exemplars naming the slow stream); uPlot comes
+    from node_modules through the preview; a screenshot is kept in artifacts/."""
     dashboard = REPO / DASHBOARD_FILE
     panels = panels_from_dashboard(load_dashboard(dashboard))
-    assert len(panels) == 5
+    assert {p.title for p in panels} >= FED
+    fed = [p for p in panels if p.title in FED]
+    latency = next(p for p in panels if p.title == "RTMP Ingestion Latency")
+    stat_panel = next(p for p in panels if p.title == "Current Viewer Count")
+    slow = synthetic_exporter.streams[1]
     with (
         start_receiver(0) as receiver,
         start_preview(
@@ -107,37 +127,62 @@ def test_preview_draws_every_panel_with_data_in_chromium(prometheus: Any, tmp_pa
             headers={"Content-Type": "application/json"},
         )
         urllib.request.urlopen(request, timeout=10).close()
+        with urllib.request.urlopen(f"{preview.url}vendor/uPlot.iife.min.js", timeout=10) as js:
+            assert b"uPlot" in js.read()
 
         def all_panels_have_data() -> bool:
-            for panel in panels:
+            for panel in fed:
                 data = _get(f"{preview.url}api/panels/{panel.index}?minutes=5")
                 if not any(p[1] is not None for s in data["series"] for p in s["points"]):
                     return False
-            return True
+            # The page's range (5 min here): the stat's sparkline needs two points.
+            spark = _get(f"{preview.url}api/panels/{stat_panel.index}?minutes=5")["series"]
+            if sum(p[1] is not None for s in spark for p in s["points"]) < 2:
+                return False
+            exemplars = _get(f"{preview.url}api/panels/{latency.index}?minutes=5")["exemplars"]
+            return any(e["labels"].get("stream_id") == slow for e in exemplars)
 
-        _wait_until(all_panels_have_data, 60, "Prometheus data behind every panel")
+        _wait_until(all_panels_have_data, 60, "Prometheus data and exemplars behind the panels")
 
-        flags = ["--window-size=1400,1000", "--virtual-time-budget=15000"]
-        dom = _chromium(tmp_path, *flags, "--dump-dom", preview.url).stdout
+        flags = ["--window-size=1400,1900", "--virtual-time-budget=15000"]
+        page = f"{preview.url}?minutes=5"
+        dom = _chromium(tmp_path, *flags, "--dump-dom", page).stdout
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "preview.png"
         shot.unlink(missing_ok=True)
-        _chromium(tmp_path, *flags, f"--screenshot={shot}", preview.url)
+        _chromium(tmp_path, *flags, f"--screenshot={shot}", page)
 
     assert 'data-ready="true"' in dom, dom[-2000:]
-    attrs = _panel_attrs(dom)
-    assert [a["data-panel-title"] for a in attrs] == [p.title for p in panels]
-    for panel, attr in zip(panels, attrs, strict=True):
+    attrs = {a["data-panel-title"]: a for a in _panel_attrs(dom)}
+    assert list(attrs) == [p.title for p in panels]
+    for panel in panels:
+        attr = attrs[panel.title]
         assert attr["data-state"] == "ok", attr
+        assert attr["data-panel-kind"] == panel.kind
+        if panel.kind in ("lines", "bars", "stacked-bars"):
+            assert attr["data-uplot"] == "true", attr  # a uPlot chart with its canvas
+    for panel in fed:
+        attr = attrs[panel.title]
         assert attr["data-has-data"] == "true", attr
         assert int(attr["data-series-count"]) >= 1, attr
-        assert attr["data-panel-kind"] == panel.kind
-    kinds = {a["data-panel-title"]: a["data-panel-kind"] for a in attrs}
-    assert sorted(kinds.values()) == ["lines", "lines", "pie", "stacked-bars", "stat"]
-    stat = next(a for a in attrs if a["data-panel-kind"] == "stat")
+    kinds = sorted(attrs[t]["data-panel-kind"] for t in FED)
+    assert kinds == ["lines", "lines", "pie", "stacked-bars", "stat", "table"]
+    assert dom.count('class="uplot') >= 3 and "<canvas" in dom
+    stat = attrs["Current Viewer Count"]
     # 3 + 4 viewers: under 100, so the stat's threshold colour is the base green.
     assert float(stat["data-last-value"]) == 7.0
     assert stat["data-threshold-color"] == "#73bf69"
+    assert stat["data-uplot"] == "true"  # its sparkline
+    # The latency panel's exemplar points name the slow stream (never the other one).
+    lat = attrs["RTMP Ingestion Latency"]
+    assert int(lat["data-exemplar-count"]) >= 1, lat
+    assert lat["data-exemplar-streams"] == slow, lat
+    assert f'data-stream-id="{slow}"' in dom
+    # Worst streams now: the slow stream first, both streams listed with region/quality.
+    table = attrs["Worst streams now"]
+    assert table["data-first-row"] == slow and table["data-row-count"] == "2", table
+    assert "<th>p95 lag</th>" in dom and "<th>drops (5m)</th>" in dom
+    assert "3.20 s" in dom and "480p" in dom
     assert 'data-alertname="StreamingHighErrorRate"' in dom
     assert shot.exists() and shot.stat().st_size > 10_000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

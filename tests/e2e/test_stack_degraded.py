@@ -77,6 +77,7 @@ def test_degraded_stack_passes_the_checklist(tmp_path: Path) -> None:
             receiver_url=urls["receiver"],
             scenario="degraded",
             window_minutes=2,
+            service_url=urls["service_0"],
         )
         checks = verify(config, wait=VERIFY_WAIT_S, interval=3)
         table = format_table(checks)

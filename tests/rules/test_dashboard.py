@@ -15,6 +15,7 @@ from nova_monitoring.render import FILES
 S1 = "11111111-1111-4111-8111-111111111111"
 S2 = "22222222-2222-4222-8222-222222222222"
 S3 = "33333333-3333-4333-8333-333333333333"
+WORST = "Worst streams now"
 
 # What each panel's query returns at 10m on the two-replica series of
 # recording-test.yml (see the comments there).
@@ -42,7 +43,8 @@ def _dashboard(committed: Path) -> dict[str, Any]:
 
 
 def test_dashboard_has_the_five_panels_of_the_design(committed: Path) -> None:
-    """Titles, types, ids and the stacked-bars style are the design's five panels, in order."""
+    """Titles, types, ids and the stacked-bars style are the design's five panels, in order,
+    then the worst-streams table (design section 10)."""
     panels = _dashboard(committed)["panels"]
     assert [(p["id"], p["title"], p["type"]) for p in panels] == [
         (1, "Active Streaming Sessions", "timeseries"),
@@ -50,6 +52,7 @@ def test_dashboard_has_the_five_panels_of_the_design(committed: Path) -> None:
         (3, "Current Viewer Count", "stat"),
         (4, "Broadcast Error Rate", "timeseries"),
         (5, "RTMP Ingestion Latency", "timeseries"),
+        (6, WORST, "table"),
     ]
     bars = panels[3]["fieldConfig"]["defaults"]["custom"]
     assert bars["drawStyle"] == "bars"
@@ -117,7 +120,7 @@ def test_every_panel_query_gives_the_expected_values_in_promtool(
     committed: Path, rules_tests: Path, promtool: str, run: Any, tmp_path: Path
 ) -> None:
     """promtool evaluates each committed panel query on two-replica series: known values."""
-    queries = panel_queries(_dashboard(committed))
+    queries = [q for q in panel_queries(_dashboard(committed)) if q[0] != WORST]
     assert sorted(title for title, _ in queries) == sorted(PANEL_EXPECTATIONS)
     fixture = yaml.safe_load((rules_tests / "recording-test.yml").read_text())
     case = fixture["tests"][0]
@@ -146,3 +149,101 @@ def test_every_panel_query_gives_the_expected_values_in_promtool(
     path.write_text(yaml.safe_dump(unit_test, sort_keys=False), encoding="utf-8")
     result = run(promtool, "test", "rules", path.name, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _promtool_eval(
+    promtool: str, run: Any, tmp_path: Path, series: list[dict[str, str]], tests: list[Any]
+) -> None:
+    unit_test = {
+        "rule_files": [],
+        "evaluation_interval": "15s",
+        "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": tests}],
+    }
+    path = tmp_path / "worst-streams-test.yml"
+    path.write_text(yaml.safe_dump(unit_test, sort_keys=False), encoding="utf-8")
+    result = run(promtool, "test", "rules", path.name, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_worst_streams_table_exemplars_and_promtool_values(
+    committed: Path, promtool: str, run: Any, tmp_path: Path
+) -> None:
+    """The table's two queries on two replicas' series: worst lag first with region and
+    the highest-bitrate quality (a stream without a bitrate keeps its row), drops over
+    5 minutes for the same streams; a hand-over's duplicate series count once. The
+    latency panel asks Grafana for exemplars."""
+    panels = {p["title"]: p for p in _dashboard(committed)["panels"]}
+    assert panels["RTMP Ingestion Latency"]["targets"][0]["exemplar"] is True
+    table = panels[WORST]
+    targets = table["targets"]
+    assert [(t["refId"], t["format"], t["instant"]) for t in targets] == [
+        ("A", "table", True),
+        ("B", "table", True),
+    ]
+    assert [t["id"] for t in table["transformations"]] == ["merge", "organize"]
+    assert table["fieldConfig"]["defaults"]["unit"] == "s"
+    assert "topk(10," in targets[0]["expr"] and "[5m]" in targets[1]["expr"]
+
+    lag, info = "nova_streaming_stream_ingest_lag_seconds", "nova_streaming_stream_info"
+
+    def owner(pod: str) -> str:
+        return f'namespace="nova", pod="{pod}"'
+
+    def info_of(sid: str, region: str, pod: str) -> str:
+        return f'{info}{{stream_id="{sid}", region="{region}", stream_type="live", {owner(pod)}}}'
+
+    bitrate, drops = (
+        "nova_streaming_quality_bitrate_kbps",
+        "nova_streaming_stream_frame_drops_total",
+    )
+    series = [
+        # S1 owned by a, handed over to b mid-way: both export it for a while.
+        {"series": f'{lag}{{stream_id="{S1}", {owner("a")}}}', "values": "6.5x10"},
+        {"series": f'{lag}{{stream_id="{S1}", {owner("b")}}}', "values": "6.5x10"},
+        {"series": f'{lag}{{stream_id="{S2}", {owner("b")}}}', "values": "0.2x10"},
+        {"series": f'{lag}{{stream_id="{S3}", {owner("a")}}}', "values": "0.05x10"},
+        {"series": info_of(S1, "eu-west", "a"), "values": "1x10"},
+        {"series": info_of(S1, "eu-west", "b"), "values": "1x10"},
+        {"series": info_of(S2, "us-east", "b"), "values": "1x10"},
+        {"series": info_of(S3, "eu-west", "a"), "values": "1x10"},
+        {
+            "series": f'{bitrate}{{stream_id="{S1}", quality="480p", {owner("a")}}}',
+            "values": "900x10",
+        },
+        {
+            "series": f'{bitrate}{{stream_id="{S1}", quality="720p", {owner("a")}}}',
+            "values": "1500x10",
+        },
+        {
+            "series": f'{bitrate}{{stream_id="{S2}", quality="1080p", {owner("b")}}}',
+            "values": "3000x10",
+        },
+        # 2 drops a minute on S1's owner, none on the others.
+        {"series": f'{drops}{{stream_id="{S1}", {owner("a")}}}', "values": "0+2x10"},
+        {"series": f'{drops}{{stream_id="{S2}", {owner("b")}}}', "values": "0x10"},
+        {"series": f'{drops}{{stream_id="{S3}", {owner("a")}}}', "values": "0x10"},
+    ]
+    tests = [
+        {
+            "expr": targets[0]["expr"],
+            "eval_time": "10m",
+            "exp_samples": [
+                {"labels": f'{{stream_id="{S1}", region="eu-west", quality="720p"}}', "value": 6.5},
+                {
+                    "labels": f'{{stream_id="{S2}", region="us-east", quality="1080p"}}',
+                    "value": 0.2,
+                },
+                {"labels": f'{{stream_id="{S3}", region="eu-west"}}', "value": 0.05},
+            ],
+        },
+        {
+            "expr": targets[1]["expr"],
+            "eval_time": "10m",
+            "exp_samples": [
+                {"labels": f'{{stream_id="{S1}"}}', "value": 10},
+                {"labels": f'{{stream_id="{S2}"}}', "value": 0},
+                {"labels": f'{{stream_id="{S3}"}}', "value": 0},
+            ],
+        },
+    ]
+    _promtool_eval(promtool, run, tmp_path, series, tests)

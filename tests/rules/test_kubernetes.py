@@ -1,14 +1,15 @@
-"""The Kubernetes resources: validated like `kubectl --validate=strict`, offline.
+"""The monitoring bundle's Kubernetes resources: validated like `kubectl --validate=strict`.
 
-Custom resources are checked against the Prometheus Operator CRD schemas in
-``../shared/k8s-crds`` with every object schema that lists ``properties`` closed; the
-ConfigMap against Kubernetes' own schema with kubernetes-validate.
+Custom resources are checked against the Prometheus Operator CRD schemas vendored in
+``tests/schemas/prometheus-operator`` (structural data of kube-prometheus-stack 88.5.3 /
+operator v0.93.1) with every object schema that lists ``properties`` closed; the
+ConfigMap against Kubernetes' own schemas with kubernetes-validate (strict).
 """
 
 from __future__ import annotations
 
 import copy
-from functools import cache
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,62 +20,11 @@ import yaml
 
 from nova_monitoring.options import RenderOptions
 from nova_monitoring.render import FILES, render_documents
-
-KUBERNETES_VERSION = "1.32"
-CRD_FILES = {
-    "ServiceMonitor": "crd-servicemonitors.yaml",
-    "PrometheusRule": "crd-prometheusrules.yaml",
-    "AlertmanagerConfig": "crd-alertmanagerconfigs.yaml",
-}
-
-
-class _CrdLoader(yaml.SafeLoader):
-    """Safe loader that reads a bare ``=`` (YAML 1.1 `value` tag) as the string it is."""
-
-
-_CrdLoader.add_constructor(
-    "tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node)
+from nova_testing.kubernetes_schemas import (
+    CRD_SCHEMA_DIR,
+    validate_builtin,
+    validate_custom,
 )
-
-
-def _crd_dir() -> Path:
-    path = Path(__file__).resolve().parents[2].parent / "shared" / "k8s-crds"
-    if not path.is_dir():
-        pytest.fail(f"CRD schemas missing: expected {path} (the shared/ tree beside the repo)")
-    return path
-
-
-def _close(schema: Any) -> Any:
-    """Close every object schema that lists properties, recursively (strict validation)."""
-    if isinstance(schema, dict):
-        if (
-            "properties" in schema
-            and "additionalProperties" not in schema
-            and not schema.get("x-kubernetes-preserve-unknown-fields")
-        ):
-            schema["additionalProperties"] = False
-        for value in schema.values():
-            _close(value)
-    elif isinstance(schema, list):
-        for item in schema:
-            _close(item)
-    return schema
-
-
-@cache
-def _schema(kind: str, api_version: str) -> dict[str, Any]:
-    crd = yaml.load((_crd_dir() / CRD_FILES[kind]).read_text(), Loader=_CrdLoader)
-    version = api_version.split("/")[-1]
-    for candidate in crd["spec"]["versions"]:
-        if candidate["name"] == version:
-            schema: dict[str, Any] = _close(copy.deepcopy(candidate["schema"]["openAPIV3Schema"]))
-            return schema
-    pytest.fail(f"{kind}: CRD has no version {version}")
-
-
-def _validate_custom(resource: dict[str, Any]) -> None:
-    schema = _schema(resource["kind"], resource["apiVersion"])
-    jsonschema.Draft7Validator(schema).validate(resource)
 
 
 def _resources(committed: Path) -> list[dict[str, Any]]:
@@ -94,7 +44,7 @@ def test_custom_resources_validate_against_the_closed_crd_schemas(committed: Pat
         ("AlertmanagerConfig", "nova-streaming-alertmanager"),
     ]
     for resource in resources:
-        _validate_custom(resource)
+        validate_custom(resource)
 
 
 @pytest.mark.parametrize(
@@ -115,7 +65,7 @@ def test_strict_validation_rejects_an_unknown_field(
         target = target[step]
     target[field] = "x"
     with pytest.raises(jsonschema.ValidationError, match=field):
-        _validate_custom(resource)
+        validate_custom(resource)
 
 
 def test_custom_resources_with_non_default_options_validate() -> None:
@@ -130,10 +80,10 @@ def test_custom_resources_with_non_default_options_validate() -> None:
     documents = render_documents(options)
     monitor, alerts, recording = yaml.safe_load_all(documents[FILES["servicemonitor"]])
     for resource in (monitor, alerts, recording):
-        _validate_custom(resource)
+        validate_custom(resource)
         assert resource["metadata"]["namespace"] == "streaming"
         assert resource["metadata"]["labels"]["release"] == "kps"
-    _validate_custom(yaml.safe_load(documents[FILES["alertmanager-config"]]))
+    validate_custom(yaml.safe_load(documents[FILES["alertmanager-config"]]))
     endpoint = monitor["spec"]["endpoints"][0]
     assert endpoint["authorization"] == {
         "type": "Bearer",
@@ -168,8 +118,46 @@ def test_service_monitor_scrapes_as_the_design_says(committed: Path) -> None:
 def test_dashboard_configmap_validates_with_kubernetes_validate(committed: Path) -> None:
     """The ConfigMap is a valid core/v1 ConfigMap under strict schema validation."""
     configmap = yaml.safe_load((committed / FILES["dashboard-configmap"]).read_text())
-    kubernetes_validate.validate(configmap, KUBERNETES_VERSION, strict=True)
+    validate_builtin(configmap)
     broken = copy.deepcopy(configmap)
     broken["dataa"] = broken.pop("data")
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+        validate_builtin(broken)
+
+
+def test_vendored_crd_schemas_are_structural_and_self_contained() -> None:
+    """The vendored schemas hold no prose, carry their source, and keep the `=` enum value.
+
+    The AlertmanagerConfig matcher enum contains a bare `=`, which PyYAML's YAML 1.1
+    loader reads as the `value` tag: the extraction must have kept it as the string.
+    """
+    files = sorted(p.name for p in CRD_SCHEMA_DIR.glob("*.json"))
+    assert files == [
+        "alertmanagerconfigs.monitoring.coreos.com_v1alpha1.json",
+        "prometheusrules.monitoring.coreos.com_v1.json",
+        "servicemonitors.monitoring.coreos.com_v1.json",
+    ]
+    keywords: set[str] = set()
+
+    def walk(node: Any) -> None:
+        keywords.update(node)
+        for name in ("items", "not"):
+            if isinstance(node.get(name), dict):
+                walk(node[name])
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"])
+        for sub in node.get("properties", {}).values():
+            walk(sub)
+        for sub in node.get("anyOf", []):
+            walk(sub)
+
+    for name in files:
+        document = json.loads((CRD_SCHEMA_DIR / name).read_text())
+        assert document["source"]["operatorVersion"] == "0.93.1"
+        walk(document["openAPIV3Schema"])
+    assert "description" not in keywords
+    assert {"type", "properties", "required", "pattern", "enum"} <= keywords
+    matcher = json.loads((CRD_SCHEMA_DIR / files[0]).read_text())["openAPIV3Schema"]
+    route = matcher["properties"]["spec"]["properties"]["route"]
+    match_type = route["properties"]["matchers"]["items"]["properties"]["matchType"]
+    assert "=" in match_type["enum"]

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 
-from nova_streaming.extensions import load_extensions
-from nova_streaming.runner import run as run_service
-from nova_streaming.runner import serve
 from nova_streaming.settings import SETTING_SPECS, Settings, process_environ
 from streaming_metrics import StreamingMetrics
 from streaming_metrics.helpers import set_default_metrics
 
-__all__ = ["add_parser", "run", "settings_from_args"]
+__all__ = ["EXTRAS", "add_parser", "run", "settings_from_args"]
+
+EXTRAS = ("service",)
+"""uvicorn, Starlette, websockets and redis: imported in :func:`run` only."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,6 +44,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def run(args: argparse.Namespace) -> int:
     """Validate settings (SettingsError exits 2), then serve until SIGTERM/SIGINT."""
+    from nova_streaming.extensions import load_extensions
+    from nova_streaming.runner import run as run_service
+    from nova_streaming.runner import serve
+
     settings = settings_from_args(args)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -12,7 +12,10 @@ import time
 from pathlib import Path
 from types import FrameType
 
-__all__ = ["add_parser", "run"]
+__all__ = ["EXTRAS", "add_parser", "run"]
+
+EXTRAS = ("service", "monitoring")
+"""It runs replicas and renders Prometheus/Alertmanager configuration (YAML)."""
 
 
 class _StopRequested(BaseException):

@@ -9,7 +9,10 @@ import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["add_parser", "run"]
+__all__ = ["EXTRAS", "add_parser", "run"]
+
+EXTRAS = ("monitoring",)
+"""It reads the generated rules and dashboard (YAML)."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,6 +33,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--window", type=float, default=5.0, help="minutes of panel data")
     parser.add_argument("--series-cap", type=int, default=None)
     parser.add_argument(
+        "--service",
+        default=None,
+        help="a replica's HTTP URL: also check its /api/v1/streams?sort=lag (degraded)",
+    )
+    parser.add_argument(
         "--wait", type=float, default=0.0, help="retry for up to SECONDS until all pass"
     )
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between retries")
@@ -49,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         dashboard_path=args.dashboard,
         window_minutes=args.window,
         series_cap=args.series_cap,
+        service_url=args.service,
     )
 
     def progress(checks: list[Check]) -> None:

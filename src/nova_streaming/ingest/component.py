@@ -49,7 +49,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
-from nova_streaming.ingest.errors import CONNECTION_FAILED, TIMEOUT
+from nova_streaming.ingest.errors import CONNECTION_FAILED, FRAME_DROP, TIMEOUT
 from nova_streaming.ingest.limits import IngestLimits
 from nova_streaming.ingest.peers import TrustedPeers
 from nova_streaming.ingest.receiver import IngestReceiver, IngestSession, StopReason, VideoFrame
@@ -134,7 +134,7 @@ class IngestComponent:
         self._ended: OrderedDict[str, float] = OrderedDict()
         self._chains: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._latency: Callable[[str, float], None] = _not_started
+        self._latency: Callable[[str, float, str], None] = _not_started
         self._error: Callable[[str], None] = _not_started_error
         self._discontinuity: Callable[[], None] = _not_started_discontinuity
 
@@ -208,6 +208,16 @@ class IngestComponent:
         if receiver is not None:
             await receiver.stop()
             await self._drain()
+
+    async def hand_over(self) -> set[str]:
+        """Graceful shutdown: close every relay WITHOUT ending its stream. Each stream
+        becomes interrupted (the registry's grace), nginx re-pushes it (behind a Service,
+        to another replica) and the replica that receives it takes it over keeping its
+        start time. Returns the streams interrupted here, waiting for that re-push; the
+        receiver is closed, so no relay comes back to this replica."""
+        publishing = {s.stream_id for key, s in self._sessions.items() if key in self._started}
+        await self.stop_receiver()
+        return publishing & self._interrupted
 
     async def _drain(self) -> set[asyncio.Task[None]]:
         """Wait (up to 5 s) for the queued registry steps; return those still running."""
@@ -287,13 +297,14 @@ class IngestComponent:
         """Nothing to do: the receiver already derived the quality."""
 
     def on_video_frame(self, session: IngestSession, frame: VideoFrame) -> None:
-        """Observe the frame's lag (the per-frame hot path)."""
+        """Observe the frame's lag (the per-frame hot path), naming its stream: the
+        metrics keep it as an exemplar of slow frames and in the owner's lag window."""
         gate = self._gate
         if gate and session.connection_id in gate and not self._ungate(session):
             return
         if frame.discontinuity:
             self._discontinuity()
-        self._latency(frame.quality, frame.lag_seconds)
+        self._latency(frame.quality, frame.lag_seconds, session.stream_id)
 
     def on_bitrate(self, session: IngestSession, quality: str, kbps: float) -> None:
         """The owner's per-stream bitrate gauge (ignored by metrics for other streams)."""
@@ -321,6 +332,10 @@ class IngestComponent:
             if gate == _REFUSED or (gate == _DORMANT and error_type == TIMEOUT):
                 log.debug("ingest: not counted (%s session): %s", gate, detail)
                 return
+        if error_type == FRAME_DROP and session is not None:
+            # The owner's per-stream drop counter (worst streams now); a stream not
+            # started here has none, and metrics ignore it.
+            self.metrics.record_frame_drops(session.stream_id, count)
         log.info("ingest: %s x%d: %s", error_type, count, detail)
         self.metrics.record_broadcast_error(error_type, count)
 
@@ -462,7 +477,7 @@ class IngestComponent:
                 return
 
 
-def _not_started(quality: str, seconds: float) -> None:
+def _not_started(quality: str, seconds: float, stream_id: str) -> None:
     raise RuntimeError("ingest: component not started")
 
 

@@ -1,24 +1,33 @@
 """The Redis presence engine: absolute per-replica counts that cannot drift.
 
-Scheme (why in ``docs/service.md``):
+Scheme (why in ``docs/service.md``). ``{p}`` is ``NOVA_REDIS_PREFIX``; a ``{...}`` part
+of a key is its Redis Cluster hash tag, so every script touches one slot:
 
-- ``{prefix}:replica:{replica_id}``: this replica's heartbeat, a string with a TTL of
-  ``NOVA_PRESENCE_TTL``, refreshed every ``presence_sync_interval`` (TTL/4, at most 1 s).
-- ``{prefix}:presence:{stream_id}``: a hash ``{replica_id: local viewer count}``. Each
-  replica writes its *absolute* count (HSET, or HDEL at 0), never increments, so a lost
+- Each process is an *instance* ``<replica id>#<8 random hex>``, new at every start, so
+  an explicit ``NOVA_REPLICA_ID`` reused by a restarted process never inherits the dead
+  process's counts.
+- ``{{p}}:replicas``: a sorted set, instance -> heartbeat deadline (Redis server time,
+  ms), refreshed every ``presence_sync_interval`` (TTL/4, at most 1 s). One script call
+  per sync also returns the live instances and those whose deadline has passed.
+- ``{p}:presence:{<stream id>}``: a hash ``{instance: local viewer count}``. Each
+  instance writes its *absolute* count (HSET, or HDEL at 0), never increments, so a lost
   or repeated write is corrected by the next one, and writes of one stream coalesce.
-- The global count of a stream is the sum of the hash fields whose replica still has a
-  heartbeat (a Lua script: O(replicas watching the stream), independent of viewers);
-  the script deletes fields of dead replicas as it meets them. A crashed replica's
-  viewers therefore leave every count as soon as its heartbeat expires (within the TTL).
-- When the heartbeat was found missing (Redis restarted, or we were cut off longer
-  than the TTL) or after any failed sync, the replica rewrites all its counts; every
-  TTL it also rewrites them to refresh the hashes' own expiry (4 x TTL), which collects
-  hashes of streams whose every replica died.
+  Only changed streams are written, plus one full rewrite per TTL (which also refreshes
+  the hashes' own expiry, 4 x TTL) and after any failure or lost heartbeat.
+- ``{p}:rstreams:{<instance>}``: the streams an instance has counts in, so that its
+  counts can be removed without scanning.
+- The global count of a stream is the sum of its hash's fields whose instance is live
+  (as of this replica's last heartbeat call): O(replicas watching the stream).
+- A dead instance (deadline passed) is reaped by whichever replica sees it first: its
+  fields are deleted (through its ``rstreams`` set), cleaners registered by the registry
+  mark its streams interrupted, then it leaves the sorted set. Work is proportional to
+  what the dead instance held, once, not to streams x replicas every second.
+- At start, a replica first reaps every earlier instance of its own replica id (same
+  ``NOVA_REPLICA_ID`` after a crash): their counts leave the global sum at once.
 
-This module is the only importer of ``redis``. The stream registry's Redis store runs
-its own Lua scripts through :meth:`RedisPresence.script`, :meth:`RedisPresence.publish`
-and :meth:`RedisPresence.add_event_handler` and so shares this connection.
+The registry's Redis store runs its own commands through :meth:`RedisPresence.script`
+and :meth:`RedisPresence.batch` and so shares this connection. Single node or Redis
+Cluster: see :mod:`nova_streaming.presence.redis_url`.
 
 Example::
 
@@ -33,67 +42,71 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from nova_streaming.presence import PresenceUnavailable
+from nova_streaming.presence.redis_connection import RedisClient, connect, subscriber
+from nova_streaming.presence.redis_url import parse_redis_url
 from nova_streaming.service_metrics import ServiceMetrics
 from nova_streaming.settings import Settings
 
-__all__ = ["RedisPresence"]
+__all__ = ["InstanceCleaner", "RedisPresence"]
 
 log = logging.getLogger(__name__)
 
 _BATCH = 500
 _ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
-_WRITE = """
-local replica = ARGV[1]
-local expire = tonumber(ARGV[2])
-for i, key in ipairs(KEYS) do
-  local n = tonumber(ARGV[i + 2])
-  if n > 0 then
-    redis.call('HSET', key, replica, n)
-    redis.call('PEXPIRE', key, expire)
-  else
-    redis.call('HDEL', key, replica)
-  end
-end
-return #KEYS
-"""
+InstanceCleaner = Callable[[str], Awaitable[None]]
+"""``cleaner(instance)``: release what a dead instance held (the registry's streams)."""
 
-# Sum of the other live replicas' counts per stream; fields of dead replicas go.
-_READ_OTHERS = """
-local me = ARGV[1]
-local hb = ARGV[2]
-local out = {}
-for i, key in ipairs(KEYS) do
-  local flat = redis.call('HGETALL', key)
-  local sum = 0
-  for j = 1, #flat, 2 do
-    local r = flat[j]
-    if r ~= me then
-      if redis.call('EXISTS', hb .. r) == 1 then
-        sum = sum + tonumber(flat[j + 1])
-      else
-        redis.call('HDEL', key, r)
-      end
-    end
-  end
-  out[i] = sum
+# Heartbeat, in server time: returns {previous deadline or '', now, live..., '|', dead...}.
+_HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local prev = redis.call('ZSCORE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+local out = {prev or '', tostring(now)}
+for _, r in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
+  out[#out + 1] = r
+end
+out[#out + 1] = '|'
+for _, r in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 20)) do
+  out[#out + 1] = r
 end
 return out
 """
 
+# Leave the set only if still dead (an instance cut off for a while may be back).
+_FORGET = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and (ARGV[2] == '1' or tonumber(score) <= now) then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 1
+"""
+
+_ALIVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) > now then
+  return 1
+end
+return 0
+"""
+
 
 class RedisPresence:
-    """Presence shared by replicas through one Redis; see the module docstring."""
+    """Presence shared by replicas through Redis (one node or a Cluster); see the module
+    docstring."""
 
     name = "redis"
 
@@ -107,22 +120,28 @@ class RedisPresence:
         if not settings.redis_url:
             raise ValueError("presence: redis URL missing")
         self._settings = settings
+        self._target = parse_redis_url(settings.redis_url)
         self._metrics = service_metrics
         self._clock = clock
         self._replica = settings.replica_id
+        self._instance = f"{settings.replica_id}#{secrets.token_hex(4)}"
         self._prefix = settings.redis_prefix
         self._ttl_ms = max(1, int(settings.presence_ttl * 1000))
         self._interval = settings.presence_sync_interval
+        self._timeout = max(0.2, min(2.0, settings.presence_ttl / 3.0))
         self._local: dict[str, int] = {}
         self._others: dict[str, int] = {}
         self._dirty: set[str] = set()
         self._watched: dict[str, int] = {}
+        self._live: frozenset[str] = frozenset()
         self._ready = False
         self._resync = True
+        self._earlier_cleared = False
         self._last_full = float("-inf")
-        self._client: aioredis.Redis | None = None
+        self._client: RedisClient | None = None
         self._scripts: dict[str, Any] = {}
         self._handlers: list[Callable[[str], None]] = []
+        self._cleaners: list[InstanceCleaner] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._synced = asyncio.Event()
@@ -131,34 +150,48 @@ class RedisPresence:
 
     @property
     def replica_id(self) -> str:
-        """This replica's id, the field name of its counts."""
+        """This replica's id (``NOVA_REPLICA_ID`` or the per-start default)."""
         return self._replica
+
+    @property
+    def instance_id(self) -> str:
+        """This process's instance: ``<replica id>#<8 random hex>``, new every start."""
+        return self._instance
+
+    @property
+    def settings(self) -> Settings:
+        """The settings this engine runs with (the registry store reads its timings)."""
+        return self._settings
+
+    @property
+    def cluster(self) -> bool:
+        """True when ``NOVA_REDIS_URL`` names a Redis Cluster."""
+        return self._target.cluster
 
     def key(self, *parts: str) -> str:
         """A key under this deployment's prefix: ``key("stream", id)``."""
         return ":".join((self._prefix, *parts))
 
-    def heartbeat_key(self, replica_id: str) -> str:
-        """The heartbeat key of ``replica_id`` (exists while that replica is alive)."""
-        return self.key("replica", replica_id)
+    def stream_key(self, kind: str, stream_id: str) -> str:
+        """A per-stream key, hash-tagged by the stream so one stream is one slot."""
+        return f"{self._prefix}:{kind}:{{{stream_id}}}"
+
+    def instance_key(self, kind: str, instance: str) -> str:
+        """A per-instance key, hash-tagged by the instance."""
+        return f"{self._prefix}:{kind}:{{{instance}}}"
+
+    def global_key(self, name: str) -> str:
+        """A deployment-wide key; all of them share the slot of ``{prefix}``."""
+        return f"{{{self._prefix}}}:{name}"
 
     @property
     def events_channel(self) -> str:
         """The pub/sub channel every replica listens on."""
         return self.key("events")
 
-    def _redis(self) -> aioredis.Redis:
+    def _redis(self) -> RedisClient:
         if self._client is None:
-            timeout = max(0.2, min(2.0, self._settings.presence_ttl / 3.0))
-            self._client = aioredis.Redis.from_url(
-                self._settings.redis_url,
-                decode_responses=True,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                # One immediate retry hides a pooled connection that a Redis restart
-                # broke; longer outages surface and are counted by our own loop.
-                retry=Retry(NoBackoff(), 1),
-            )
+            self._client = connect(self._target, self._timeout)
         return self._client
 
     def _fail(self, operation: str, exc: BaseException) -> PresenceUnavailable:
@@ -174,8 +207,8 @@ class RedisPresence:
         *,
         operation: str = "registry",
     ) -> Any:
-        """Run a Lua script (cached by source); failures are counted and raised as
-        :class:`PresenceUnavailable`."""
+        """Run a Lua script (cached by source); ``keys`` must share one hash slot.
+        Failures are counted and raised as :class:`PresenceUnavailable`."""
         runner = self._scripts.get(source)
         if runner is None:
             runner = self._redis().register_script(source)
@@ -184,6 +217,30 @@ class RedisPresence:
             return await runner(keys=list(keys), args=list(args))
         except _ERRORS as exc:
             raise self._fail(operation, exc) from exc
+
+    async def batch(self, fill: Callable[[Any], object], *, operation: str = "registry") -> Any:
+        """Run the commands ``fill(pipeline)`` queues, in one pipeline (fanned out per
+        node on a Cluster; not a transaction) and return their results."""
+        try:
+            pipe = self._redis().pipeline(transaction=False)
+            fill(pipe)
+            return await pipe.execute()
+        except _ERRORS as exc:
+            raise self._fail(operation, exc) from exc
+
+    async def commands(
+        self, calls: Iterable[tuple[Any, ...]], *, operation: str = "registry"
+    ) -> list[Any]:
+        """Run ``(command, *args)`` calls (``("hgetall", key)``) in one pipeline."""
+        queued = list(calls)
+        if not queued:
+            return []
+
+        def fill(pipe: Any) -> None:
+            for name, *args in queued:
+                getattr(pipe, name)(*args)
+
+        return list(await self.batch(fill, operation=operation))
 
     async def publish(self, message: str) -> None:
         """Publish ``message`` to every replica (including this one's subscriber)."""
@@ -195,6 +252,16 @@ class RedisPresence:
     def add_event_handler(self, handler: Callable[[str], None]) -> None:
         """Call ``handler(message)`` for every message on the events channel."""
         self._handlers.append(handler)
+
+    def add_instance_cleaner(self, cleaner: InstanceCleaner) -> None:
+        """Await ``cleaner(instance)`` when a dead instance is reaped, before its
+        presence counts go (the registry marks its streams interrupted)."""
+        self._cleaners.append(cleaner)
+
+    async def instance_alive(self, instance: str) -> bool:
+        """Whether ``instance`` has a heartbeat deadline in the future."""
+        found = await self.script(_ALIVE, [self.global_key("replicas")], [instance])
+        return bool(int(found))
 
     async def ping(self) -> bool:
         """True when Redis answers now."""
@@ -211,7 +278,10 @@ class RedisPresence:
         return self._ready
 
     async def start(self) -> None:
-        """Start syncing and listening; waits briefly for a first sync (not fatal)."""
+        """Start syncing and listening; waits briefly for a first sync (not fatal).
+
+        The first sync reaps earlier instances of this replica id before writing
+        anything, so a restart under the same id starts from a clean slate."""
         self._stopping.clear()
         self._tasks = [
             asyncio.create_task(self._sync_loop(), name="presence-sync"),
@@ -221,7 +291,8 @@ class RedisPresence:
             await asyncio.wait_for(self._synced.wait(), timeout=self._settings.presence_ttl)
 
     async def stop(self) -> None:
-        """Withdraw this replica's counts and heartbeat, then close the connection."""
+        """Withdraw this instance (its counts; its streams become interrupted, through
+        the cleaners), then close the connection."""
         self._stopping.set()
         for task in self._tasks:
             task.cancel()
@@ -230,17 +301,8 @@ class RedisPresence:
                 await task
         self._tasks = []
         if self._client is not None:
-            with contextlib.suppress(*_ERRORS):
-                streams = list(self._local)
-                for i in range(0, len(streams), _BATCH):
-                    chunk = streams[i : i + _BATCH]
-                    await self.script(
-                        _WRITE,
-                        [self.key("presence", s) for s in chunk],
-                        [self._replica, self._ttl_ms * 4, *([0] * len(chunk))],
-                        operation="sync",
-                    )
-                await self._client.delete(self.heartbeat_key(self._replica))
+            with contextlib.suppress(PresenceUnavailable):
+                await self._reap_instance(self._instance, force=True)
             with contextlib.suppress(*_ERRORS):
                 await self._client.aclose()
             self._client = None
@@ -293,7 +355,7 @@ class RedisPresence:
         self._dirty.add(stream_id)
         if shared:
             try:
-                await self._redis().delete(self.key("presence", stream_id))
+                await self._redis().delete(self.stream_key("presence", stream_id))
             except _ERRORS as exc:
                 # The hash expires on its own (4 x TTL); nothing reads it once ended.
                 self._fail("sync", exc)
@@ -302,42 +364,102 @@ class RedisPresence:
 
     async def _read_others(self, ids: list[str], *, operation: str) -> dict[str, int]:
         result: dict[str, int] = {}
-        hb_prefix = self.heartbeat_key("")
+        live = self._live
         for i in range(0, len(ids), _BATCH):
             chunk = ids[i : i + _BATCH]
-            sums = await self.script(
-                _READ_OTHERS,
-                [self.key("presence", s) for s in chunk],
-                [self._replica, hb_prefix],
-                operation=operation,
+            hashes = await self.commands(
+                [("hgetall", self.stream_key("presence", s)) for s in chunk], operation=operation
             )
-            for s, n in zip(chunk, sums, strict=True):
-                result[s] = int(n)
+            for s, fields in zip(chunk, hashes, strict=True):
+                # Fields of instances that missed their deadline no longer count, even
+                # before a reaper deletes them: exact at the TTL.
+                result[s] = sum(
+                    int(n) for inst, n in fields.items() if inst != self._instance and inst in live
+                )
         return result
 
-    async def _sync_once(self) -> None:
-        client = self._redis()
-        try:
-            previous = await client.set(
-                self.heartbeat_key(self._replica), "1", px=self._ttl_ms, get=True
-            )
-        except _ERRORS as exc:
-            raise self._fail("heartbeat", exc) from exc
-        now = self._clock()
-        full = (
-            self._resync or previous is None or now - self._last_full >= self._settings.presence_ttl
+    async def _write(self, streams: list[str]) -> None:
+        """Write this instance's absolute counts of ``streams`` (0 deletes)."""
+        index = self.instance_key("rstreams", self._instance)
+        expire = self._ttl_ms * 4
+        for i in range(0, len(streams), _BATCH):
+            chunk = streams[i : i + _BATCH]
+            adds = [s for s in chunk if self._local.get(s, 0) > 0]
+            drops = [s for s in chunk if self._local.get(s, 0) <= 0]
+
+            def fill(pipe: Any, adds: list[str] = adds, drops: list[str] = drops) -> None:
+                for s in adds:
+                    key = self.stream_key("presence", s)
+                    pipe.hset(key, self._instance, self._local.get(s, 0))
+                    pipe.pexpire(key, expire)
+                for s in drops:
+                    pipe.hdel(self.stream_key("presence", s), self._instance)
+
+            if adds:
+                # Indexed before written: a crash in between leaves nothing unfindable.
+                await self.commands([("sadd", index, *adds)], operation="sync")
+            await self.batch(fill, operation="sync")
+            if drops:
+                await self.commands([("srem", index, *drops)], operation="sync")
+
+    async def _heartbeat(self) -> tuple[bool, list[str]]:
+        """Refresh our deadline; (whether it had lapsed or vanished, dead instances)."""
+        out = await self.script(
+            _HEARTBEAT,
+            [self.global_key("replicas")],
+            [self._instance, self._ttl_ms],
+            operation="heartbeat",
         )
+        prev, now = str(out[0]), int(out[1])
+        split = out.index("|", 2)
+        self._live = frozenset(str(r) for r in out[2:split])
+        dead = [str(r) for r in out[split + 1 :] if r != self._instance]
+        lapsed = prev == "" or float(prev) <= now
+        return lapsed, dead
+
+    async def _clear_earlier_incarnations(self) -> None:
+        """Reap every other instance of this replica id (a restart under the same id)."""
+        members = await self.commands(
+            [("zrange", self.global_key("replicas"), 0, -1)], operation="heartbeat"
+        )
+        mine = f"{self._replica}#"
+        for instance in members[0]:
+            if str(instance).startswith(mine) and instance != self._instance:
+                log.warning("presence: clearing %s, an earlier start of this replica", instance)
+                await self._reap_instance(str(instance), force=True)
+        self._earlier_cleared = True
+
+    async def _reap_instance(self, instance: str, *, force: bool = False) -> None:
+        """Release what ``instance`` held: streams (cleaners), counts, then its entry."""
+        for cleaner in self._cleaners:
+            await cleaner(instance)
+        index = self.instance_key("rstreams", instance)
+        [members] = await self.commands([("smembers", index)], operation="sync")
+        streams = sorted(str(s) for s in members)
+        for i in range(0, len(streams), _BATCH):
+            chunk = streams[i : i + _BATCH]
+            await self.commands(
+                [("hdel", self.stream_key("presence", s), instance) for s in chunk],
+                operation="sync",
+            )
+        await self.commands([("delete", index)], operation="sync")
+        await self.script(
+            _FORGET,
+            [self.global_key("replicas")],
+            [instance, "1" if force else "0"],
+            operation="sync",
+        )
+
+    async def _sync_once(self) -> None:
+        if not self._earlier_cleared:
+            await self._clear_earlier_incarnations()
+        lapsed, dead = await self._heartbeat()
+        now = self._clock()
+        full = self._resync or lapsed or now - self._last_full >= self._settings.presence_ttl
         streams = list(set(self._local) | self._dirty) if full else list(self._dirty)
         self._dirty.clear()
         try:
-            for i in range(0, len(streams), _BATCH):
-                chunk = streams[i : i + _BATCH]
-                await self.script(
-                    _WRITE,
-                    [self.key("presence", s) for s in chunk],
-                    [self._replica, self._ttl_ms * 4, *(self._local.get(s, 0) for s in chunk)],
-                    operation="sync",
-                )
+            await self._write(streams)
         except PresenceUnavailable:
             self._dirty.update(streams)
             raise
@@ -345,8 +467,10 @@ class RedisPresence:
             self._last_full = now
             self._resync = False
         interest = list(set(self._local) | set(self._watched))
-        others = await self._read_others(interest, operation="sync")
-        self._others = others
+        self._others = await self._read_others(interest, operation="sync")
+        for instance in dead:
+            log.warning("presence: instance %s missed its heartbeat; releasing it", instance)
+            await self._reap_instance(instance)
 
     def _set_ready(self, ready: bool) -> None:
         if ready != self._ready:
@@ -378,29 +502,50 @@ class RedisPresence:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=delay)
 
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        if message.get("type") != "message":
+            return
+        data = message.get("data")
+        if not isinstance(data, str):
+            return
+        for handler in self._handlers:
+            try:
+                handler(data)
+            except Exception:
+                log.exception("presence: event handler failed")
+
     async def _events_loop(self) -> None:
         backoff = self._interval
+        attempt = 0
+        nodes = 1
         while not self._stopping.is_set():
-            pubsub = self._redis().pubsub(ignore_subscribe_messages=True)
+            owned = False
+            pubsub = None
             try:
+                conn, owned, nodes = subscriber(self._redis(), self._target, attempt, self._timeout)
+                pubsub = conn.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(self.events_channel)
                 backoff = self._interval
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    data = message.get("data")
-                    if not isinstance(data, str):
-                        continue
-                    for handler in self._handlers:
-                        try:
-                            handler(data)
-                        except Exception:
-                            log.exception("presence: event handler failed")
+                while not self._stopping.is_set():
+                    # get_message with a timeout, not listen(): some redis-py releases
+                    # time listen() out under socket_timeout (redis-py #4098).
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=self._interval
+                    )
+                    if message is not None:
+                        self._dispatch(message)
             except _ERRORS as exc:
                 self._fail("events", exc)
+                attempt += 1
             finally:
-                with contextlib.suppress(*_ERRORS):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                if pubsub is not None:
+                    with contextlib.suppress(*_ERRORS):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                if owned:
+                    with contextlib.suppress(*_ERRORS):
+                        await conn.aclose()
+            if attempt % nodes != 0:
+                continue  # a Cluster node failed: try the next one at once
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
             backoff = min(backoff * 2, max(self._interval, self._settings.presence_ttl / 4))

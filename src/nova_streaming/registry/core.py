@@ -20,10 +20,12 @@ from types import MappingProxyType
 from typing import Any
 
 from nova_streaming.presence import PresenceEngine, PresenceUnavailable
+from nova_streaming.registry.locks import StreamLocks
 from nova_streaming.registry.model import (
     RegistryEvent,
     StreamEnded,
     StreamRecord,
+    StreamStatus,
     normalize_stream_id,
     validate_stream_type,
 )
@@ -97,6 +99,9 @@ class StreamRegistry:
         # one delivered that way is not delivered again.
         self._ended_seen: set[str] = set()
         self._delivered_gone: OrderedDict[str, None] = OrderedDict()
+        # One start/end/grace step at a time per stream (see registry/locks.py).
+        self._locks = StreamLocks()
+        self._changes = 0
         store.add_event_handler(self._on_message)
 
     # --- lifecycle ---
@@ -106,13 +111,31 @@ class StreamRegistry:
         """This replica's id (the owner field of streams it starts)."""
         return self._me
 
+    @property
+    def store(self) -> RegistryStore:
+        """The shared store (its publish/subscribe channel carries other replicas'
+        messages too, e.g. :mod:`nova_streaming.stream_signals`)."""
+        return self._store
+
+    @property
+    def changes(self) -> int:
+        """Grows whenever this replica starts, takes over or learns the end of a stream
+        (the listing snapshot is rebuilt when it moves)."""
+        return self._changes
+
     async def open(self) -> None:
         """Start the maintenance loop (peaks, dead-owner reaping, missed-end detection)."""
         if self._loop_task is None:
             self._loop_task = asyncio.create_task(self._maintain(), name="registry-maintain")
 
     async def close(self) -> None:
-        """Stop background work. Streams stay registered: a re-push takes them over."""
+        """Stop background work. Streams stay registered: a re-push takes them over.
+
+        An end already under way (a grace that ran out) is given a moment to finish, so
+        that a removal from the store is not left unrecorded."""
+        ending = [t for t in self._background if t.get_name().startswith("grace-end-")]
+        if ending:
+            await asyncio.wait(ending, timeout=self._route_timeout)
         tasks = [t for t in (self._loop_task, *self._timers.values(), *self._background) if t]
         for task in tasks:
             task.cancel()
@@ -157,18 +180,22 @@ class StreamRegistry:
         where = self._settings.region if region is None else region
         if not LABEL_VALUE_PATTERN.fullmatch(where):
             raise ValueError(f"region must match {LABEL_VALUE_PATTERN.pattern}, got {where!r}")
-        record, previous = await self._store.claim(sid, where, kind, self._me, self._wall())
-        self._known[sid] = record
-        self._ended_gen.pop(sid, None)
-        self._delivered_gone.pop(sid, None)
-        timer = self._timers.pop(sid, None)
-        if timer is not None:
-            timer.cancel()
-        if sid not in self._owned:
-            self._metrics.record_stream_started(sid, record.region, record.stream_type)
-            self._presence.watch(sid)
-        self._owned[sid] = record
-        self._record_peak(sid, record.region)
+        async with self._locks.hold(sid):
+            # Under the stream's lock, a grace timer is either still sleeping (safe to
+            # cancel) or has finished its end: it never dies halfway through one.
+            record, previous = await self._store.claim(sid, where, kind, self._me, self._wall())
+            self._known[sid] = record
+            self._ended_gen.pop(sid, None)
+            self._delivered_gone.pop(sid, None)
+            timer = self._timers.pop(sid, None)
+            if timer is not None:
+                timer.cancel()
+            if sid not in self._owned:
+                self._metrics.record_stream_started(sid, record.region, record.stream_type)
+                self._presence.watch(sid)
+            self._owned[sid] = record
+            self._changes += 1
+            self._record_peak(sid, record.region)
         if previous is not None and previous != self._me:
             log.info("registry: took over stream %s from %s", sid, previous)
             with contextlib.suppress(PresenceUnavailable):
@@ -193,7 +220,9 @@ class StreamRegistry:
         record = await self._store.get(sid)
         if record is None:
             return False
-        if record.owner != self._me and await self._store.owner_alive(record.owner):
+        if record.instance != self._store.instance_id and await self._store.owner_alive(
+            record.instance or record.owner
+        ):
             future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             waiter = (source, future)
             self._waiters.setdefault(sid, []).append(waiter)
@@ -239,14 +268,16 @@ class StreamRegistry:
         sid = normalize_stream_id(stream_id)
         if not grace_seconds >= 0:
             raise ValueError(f"grace_seconds must be >= 0, got {grace_seconds!r}")
-        if not await self._store.interrupt(sid, self._me, self._wall() + grace_seconds):
-            return False
-        old = self._timers.pop(sid, None)
-        if old is not None:
-            old.cancel()
-        self._timers[sid] = asyncio.create_task(
-            self._grace_timer(sid, grace_seconds, reason), name=f"grace-{sid}"
-        )
+        async with self._locks.hold(sid):
+            until = self._wall() + grace_seconds
+            if not await self._store.interrupt(sid, self._me, until, reason):
+                return False
+            old = self._timers.pop(sid, None)
+            if old is not None:
+                old.cancel()
+            self._timers[sid] = asyncio.create_task(
+                self._grace_timer(sid, grace_seconds, reason), name=f"grace-{sid}"
+            )
         return True
 
     async def authorize(self, stream_id: str, stream_type: str, ttl: float) -> None:
@@ -313,17 +344,25 @@ class StreamRegistry:
     async def _end_here(
         self, sid: str, reason: str | None, *, if_interrupted: bool = False
     ) -> bool:
-        record = await self._store.remove(
-            sid, if_interrupted_by=self._me if if_interrupted else None
-        )
-        if record is None:
-            return False
+        # The lock spans the removal and the bookkeeping: a start() of the same stream
+        # waits, so it can neither cancel this end halfway nor have its fresh record
+        # popped by it.
+        async with self._locks.hold(sid):
+            record = await self._store.remove(
+                sid, if_interrupted_by=self._me if if_interrupted else None
+            )
+            if record is None:
+                return False
+            await self._finish_locked(record, reason)
+        return True
+
+    async def _finish_locked(self, record: StreamRecord, reason: str | None) -> None:
+        sid = record.stream_id
         self._ending.add(sid)
         try:
             await self._finish_end(record, reason)
         finally:
             self._ending.discard(sid)
-        return True
 
     async def _finish_end(self, record: StreamRecord, reason: str | None) -> None:
         sid = record.stream_id
@@ -332,7 +371,13 @@ class StreamRegistry:
         except PresenceUnavailable:
             final = self._presence.global_count(sid)
         duration = max(0.0, self._wall() - record.started_at)
-        owned = self._owned.pop(sid, None)
+        owned = self._owned.get(sid)
+        if owned is not None and owned.started_at != record.started_at:
+            # Another broadcast of this id is ours now: its metrics are not this end's.
+            log.warning("registry: %s ended while a newer start of it runs here", sid)
+            owned = None
+        else:
+            self._owned.pop(sid, None)
         if owned is None:
             # The owner is gone or silent: this replica reports the end, once, so the
             # duration and final count are still observed (its own active gauge nets 0).
@@ -355,6 +400,7 @@ class StreamRegistry:
                     reason=reason,
                     final_viewers=final,
                     duration_seconds=duration,
+                    started_at=record.started_at,
                 ).encode()
             )
         except PresenceUnavailable:
@@ -364,6 +410,7 @@ class StreamRegistry:
     def _deliver(self, ended: StreamEnded) -> None:
         """Local effects of an end, whoever decided it."""
         sid = ended.stream_id
+        self._changes += 1
         self._known.pop(sid, None)
         self._ended_gen[sid] = self._ended_gen.get(sid, 0) + 1
         self._ended_gen.move_to_end(sid)
@@ -381,9 +428,15 @@ class StreamRegistry:
             if not future.done():
                 future.set_result(True)
 
-    def _gone(self, ended: StreamEnded) -> None:
-        """Another replica ended the stream (or it vanished): release it here."""
+    def _gone(self, ended: StreamEnded, started_at: float = 0.0) -> None:
+        """Another replica ended the stream (or it vanished): release it here.
+
+        ``started_at`` (when known) names the broadcast that ended: a newer start of
+        the same id on this replica is left alone."""
         sid = ended.stream_id
+        mine = self._owned.get(sid)
+        if started_at and mine is not None and mine.started_at != started_at:
+            return
         owned = self._owned.pop(sid, None)
         if owned is not None:
             self._presence.unwatch(sid)
@@ -403,7 +456,10 @@ class StreamRegistry:
             if sid in self._delivered_gone:
                 del self._delivered_gone[sid]  # the maintenance check delivered it already
                 return
-            self._gone(StreamEnded(sid, event.reason, event.final_viewers, event.duration_seconds))
+            self._gone(
+                StreamEnded(sid, event.reason, event.final_viewers, event.duration_seconds),
+                event.started_at,
+            )
         elif event.kind == "end_request" and event.target == self._me:
             self._spawn(self._end_requested(sid, event.reason, event.source, event.origin))
         elif event.kind == "end_declined" and event.target == self._me:
@@ -411,14 +467,20 @@ class StreamRegistry:
                 if source == event.source and not future.done():
                     future.set_result(False)
         elif event.kind == "takeover" and event.target == self._me and sid in self._owned:
-            self._owned.pop(sid, None)
-            self._presence.unwatch(sid)
-            self._peaks.pop(sid, None)
-            timer = self._timers.pop(sid, None)
-            if timer is not None:
-                timer.cancel()
-            self._metrics.forget_stream(sid)
-            log.info("registry: stream %s taken over by %s", sid, event.origin)
+            self._release(sid, event.origin)
+
+    def _release(self, sid: str, new_owner: str) -> None:
+        """Another replica owns ``sid`` now: stop exporting its owner series here (no
+        observation: the stream goes on)."""
+        if self._owned.pop(sid, None) is None:
+            return
+        self._presence.unwatch(sid)
+        self._peaks.pop(sid, None)
+        timer = self._timers.pop(sid, None)
+        if timer is not None:
+            timer.cancel()
+        self._metrics.forget_stream(sid)
+        log.info("registry: stream %s taken over by %s", sid, new_owner)
 
     async def _end_requested(
         self, sid: str, reason: str | None, source: str | None, origin: str
@@ -442,6 +504,17 @@ class StreamRegistry:
 
     async def _grace_timer(self, sid: str, grace: float, reason: str) -> None:
         await asyncio.sleep(grace)
+        # From here the end runs in its own task: cancelling this timer (a start() or
+        # an end delivered meanwhile) cannot stop it between the store's removal and
+        # the recording of the end.
+        ending = asyncio.create_task(self._grace_end(sid, reason), name=f"grace-end-{sid}")
+        self._background.add(ending)
+        ending.add_done_callback(self._background.discard)
+        await asyncio.shield(ending)
+        if self._timers.get(sid) is asyncio.current_task():
+            del self._timers[sid]
+
+    async def _grace_end(self, sid: str, reason: str) -> None:
         delay = self._settings.presence_sync_interval
         while True:
             try:
@@ -450,8 +523,8 @@ class StreamRegistry:
             except PresenceUnavailable:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._settings.presence_ttl)
-        if self._timers.get(sid) is asyncio.current_task():
-            del self._timers[sid]
+                if sid not in self._timers:
+                    return  # taken over (or ended) meanwhile
 
     async def _maintain(self) -> None:
         interval = self._settings.presence_sync_interval
@@ -464,18 +537,49 @@ class StreamRegistry:
             except Exception:
                 log.exception("registry: maintenance failed")
 
+    async def _sweep(self) -> None:
+        """End the interrupted streams whose grace ran out with no re-push (their owner
+        died, or its own timer did not run): each ends on exactly one replica."""
+        for sid in await self._store.expired(self._wall()):
+            async with self._locks.hold(sid):
+                swept = await self._store.sweep(sid, self._wall())
+                if swept is None:
+                    continue
+                record, reason = swept
+                log.warning(
+                    "registry: %s of %s ran out of grace (%s); ending it",
+                    record.owner,
+                    record.stream_id,
+                    reason,
+                )
+                await self._finish_locked(record, reason or REASON_OWNER_LOST)
+
+    async def _reconcile(self, sid: str, status: StreamStatus) -> None:
+        """Ownership from the store wins over what this replica believes: a missed
+        ``takeover`` message would otherwise leave two owners exporting the stream."""
+        record = status.record
+        if record is None:
+            return
+        mine = self._store.instance_id
+        if record.instance == mine and not record.orphaned:
+            return
+        async with self._locks.hold(sid):
+            # Re-read under the lock: a start() of ours may have claimed it meanwhile.
+            fresh = (await self._store.status([sid])).get(sid)
+            record = fresh.record if fresh is not None else None
+            if record is None or sid not in self._owned:
+                return
+            if record.instance != mine:
+                self._release(sid, record.owner)
+            elif record.orphaned and await self._store.reassert(
+                record, interrupted=sid in self._timers
+            ):
+                log.warning("registry: %s was taken for dead; kept stream %s", self._me, sid)
+
     async def _maintain_once(self) -> None:
         for sid, record in list(self._owned.items()):
             self._record_peak(sid, record.region)
-        for record in await self._store.reap(self._wall(), self._settings.stream_grace):
-            log.warning(
-                "registry: owner %s of %s is gone; ending it", record.owner, record.stream_id
-            )
-            self._ending.add(record.stream_id)
-            try:
-                await self._finish_end(record, REASON_OWNER_LOST)
-            finally:
-                self._ending.discard(record.stream_id)
+        await self._sweep()
         watched = (set(self._interest()) | set(self._owned)) - self._ending
         for sid in [s for s in self._unknown_since if s not in watched]:
             del self._unknown_since[sid]
@@ -483,11 +587,14 @@ class StreamRegistry:
         if not watched:
             return
         now = time.monotonic()
-        for sid, state in (await self._store.status(watched)).items():
+        for sid, status in (await self._store.status(watched)).items():
             if sid in self._ending:
                 continue
+            state = status.state
             if state == "active":
                 self._unknown_since.pop(sid, None)
+                if sid in self._owned:
+                    await self._reconcile(sid, status)
             elif state == "ended":
                 self._unknown_since.pop(sid, None)
                 if sid in self._ended_gen and sid not in self._known and sid not in self._owned:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-from nova_streaming.registry.model import ACTIVE, INTERRUPTED, StreamRecord
+from nova_streaming.registry.model import ACTIVE, INTERRUPTED, StreamRecord, StreamStatus
 
 __all__ = ["MemoryStore"]
 
@@ -27,16 +27,23 @@ class MemoryStore:
         self._auth: dict[str, tuple[str, float]] = {}
         self._handlers: list[Callable[[str], None]] = []
 
+    @property
+    def instance_id(self) -> str:
+        """One process: the instance is the replica."""
+        return self._replica
+
     async def claim(
         self, stream_id: str, region: str, stream_type: str, owner: str, now: float
     ) -> tuple[StreamRecord, str | None]:
         """Create or take over, keeping start time and type."""
         old = self._streams.get(stream_id)
         if old is None:
-            rec = StreamRecord(stream_id, region, stream_type, now, owner)
+            rec = StreamRecord(stream_id, region, stream_type, now, owner, instance=owner)
             self._streams[stream_id] = rec
             return rec, None
-        rec = replace(old, owner=owner, region=region, state=ACTIVE, grace_until=None)
+        rec = replace(
+            old, owner=owner, instance=owner, region=region, state=ACTIVE, grace_until=None
+        )
         self._streams[stream_id] = rec
         return rec, old.owner
 
@@ -52,9 +59,13 @@ class MemoryStore:
         """The active ones among ``stream_ids``."""
         return {s for s in stream_ids if s in self._streams}
 
-    async def status(self, stream_ids: Iterable[str]) -> dict[str, str]:
+    async def status(self, stream_ids: Iterable[str]) -> dict[str, StreamStatus]:
         """Active, or ended: this process never loses its records."""
-        return {s: "active" if s in self._streams else "ended" for s in stream_ids}
+        out: dict[str, StreamStatus] = {}
+        for s in stream_ids:
+            rec = self._streams.get(s)
+            out[s] = StreamStatus("ended") if rec is None else StreamStatus("active", rec)
+        return out
 
     async def restore(self, record: StreamRecord) -> bool:
         """Nothing is ever lost here."""
@@ -74,13 +85,19 @@ class MemoryStore:
         del self._streams[stream_id]
         return rec
 
-    async def interrupt(self, stream_id: str, owner: str, grace_until: float) -> bool:
+    async def interrupt(
+        self, stream_id: str, owner: str, grace_until: float, reason: str = "interrupted"
+    ) -> bool:
         """Mark interrupted if ``owner`` holds it."""
         rec = self._streams.get(stream_id)
         if rec is None or rec.owner != owner:
             return False
         self._streams[stream_id] = replace(rec, state=INTERRUPTED, grace_until=grace_until)
         return True
+
+    async def reassert(self, record: StreamRecord, *, interrupted: bool) -> bool:
+        """Nothing is ever taken for dead here."""
+        return False
 
     async def authorize(self, stream_id: str, stream_type: str, ttl: float) -> None:
         """Remember the authorization until ``ttl`` seconds from now."""
@@ -101,9 +118,13 @@ class MemoryStore:
         """Only this process exists."""
         return owner == self._replica
 
-    async def reap(self, now: float, grace: float) -> list[StreamRecord]:
-        """Nothing to reap: the only owner is this live process."""
+    async def expired(self, now: float) -> list[str]:
+        """Nothing to sweep: this live process runs the grace timer of each stream."""
         return []
+
+    async def sweep(self, stream_id: str, now: float) -> tuple[StreamRecord, str | None] | None:
+        """Nothing to sweep (see :meth:`expired`)."""
+        return None
 
     async def publish(self, message: str) -> None:
         """Deliver to this process's handlers on the next loop iteration."""

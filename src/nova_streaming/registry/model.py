@@ -17,6 +17,7 @@ __all__ = [
     "RegistryEvent",
     "StreamEnded",
     "StreamRecord",
+    "StreamStatus",
     "normalize_stream_id",
     "validate_stream_type",
 ]
@@ -76,6 +77,8 @@ class StreamRecord:
     owner: str
     state: str = ACTIVE
     grace_until: float | None = None
+    instance: str = ""
+    orphaned: bool = False
 
     def to_api(self, *, viewers: int) -> dict[str, Any]:
         """The JSON object ``/api/v1/streams`` returns for this stream."""
@@ -87,6 +90,16 @@ class StreamRecord:
             "state": self.state,
             "viewers": viewers,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStatus:
+    """What the store knows of a stream: ``active`` (with its record), ``ended``
+    (recently ended here or elsewhere) or ``unknown`` (no trace: the backend lost its
+    data, or it ended long ago)."""
+
+    state: str
+    record: StreamRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +125,8 @@ class RegistryEvent:
     duration_seconds: float = 0.0
     # What asked for the end (a rendition's stream name): the owner's end check judges it.
     source: str | None = None
+    # Of an "ended": which broadcast ended (a newer start of the same id is another).
+    started_at: float = 0.0
 
     def encode(self) -> str:
         """JSON text for the wire."""
@@ -131,6 +146,7 @@ class RegistryEvent:
                 final_viewers=int(data.get("final_viewers", 0)),
                 duration_seconds=float(data.get("duration_seconds", 0.0)),
                 source=None if data.get("source") is None else str(data["source"]),
+                started_at=float(data.get("started_at", 0.0)),
             )
         except (ValueError, KeyError, TypeError):
             return None

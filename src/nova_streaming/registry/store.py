@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from nova_streaming.registry.model import StreamRecord
+from nova_streaming.registry.model import StreamRecord, StreamStatus
 
 __all__ = ["RegistryStore"]
 
@@ -16,6 +16,11 @@ class RegistryStore(Protocol):
     Every method may raise :class:`~nova_streaming.presence.PresenceUnavailable` when
     the shared backend is unreachable.
     """
+
+    @property
+    def instance_id(self) -> str:
+        """The process whose records this store writes (``StreamRecord.instance``)."""
+        ...
 
     async def claim(
         self, stream_id: str, region: str, stream_type: str, owner: str, now: float
@@ -36,9 +41,10 @@ class RegistryStore(Protocol):
         """Which of ``stream_ids`` are still active."""
         ...
 
-    async def status(self, stream_ids: Iterable[str]) -> dict[str, str]:
-        """Per stream: ``active``, ``ended`` (recently ended here or elsewhere) or
-        ``unknown`` (no trace: the backend lost its data, or ended long ago)."""
+    async def status(self, stream_ids: Iterable[str]) -> dict[str, StreamStatus]:
+        """Per stream: ``active`` with its record, ``ended`` (recently ended here or
+        elsewhere) or ``unknown`` (no trace: the backend lost its data, or ended long
+        ago). The maintenance pass reconciles ownership from these records."""
         ...
 
     async def restore(self, record: StreamRecord) -> bool:
@@ -54,8 +60,16 @@ class RegistryStore(Protocol):
         """
         ...
 
-    async def interrupt(self, stream_id: str, owner: str, grace_until: float) -> bool:
-        """Mark ``owner``'s stream as waiting for a re-push; False if not its owner."""
+    async def interrupt(
+        self, stream_id: str, owner: str, grace_until: float, reason: str = "interrupted"
+    ) -> bool:
+        """Mark ``owner``'s stream as waiting for a re-push until ``grace_until`` (ended
+        with ``reason`` if none comes); False if not its owner."""
+        ...
+
+    async def reassert(self, record: StreamRecord, *, interrupted: bool) -> bool:
+        """This live process was taken for dead (``record.orphaned``): keep the stream,
+        active again unless ``interrupted``. False if it is no longer ours."""
         ...
 
     async def authorize(self, stream_id: str, stream_type: str, ttl: float) -> None:
@@ -67,12 +81,19 @@ class RegistryStore(Protocol):
         ...
 
     async def owner_alive(self, owner: str) -> bool:
-        """Whether replica ``owner`` still has a heartbeat."""
+        """Whether the owning process ``owner`` (``record.instance``) still has a
+        heartbeat."""
         ...
 
-    async def reap(self, now: float, grace: float) -> list[StreamRecord]:
-        """Delete streams whose owner has been dead for ``grace`` seconds; each record
-        is returned to exactly one caller cluster-wide."""
+    async def expired(self, now: float) -> list[str]:
+        """Interrupted streams whose grace deadline has passed: candidates for
+        :meth:`sweep`. Work is proportional to such streams, not to all streams."""
+        ...
+
+    async def sweep(self, stream_id: str, now: float) -> tuple[StreamRecord, str | None] | None:
+        """Delete ``stream_id`` if it is interrupted and its grace ran out (an orphaned
+        one: its owner died); the (record, end reason) goes to exactly one caller
+        cluster-wide."""
         ...
 
     async def publish(self, message: str) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,14 @@ DASHBOARD_FILE = Path("k8s/monitoring/grafana-streaming-dashboard.json")
 
 @dataclass(frozen=True)
 class Target:
-    """One query of a panel."""
+    """One query of a panel: ``instant`` (one value per series, e.g. a table) or over a
+    range; ``exemplar``: the panel shows the exemplars of the query's series."""
 
     ref_id: str
     expr: str
     legend: str
+    instant: bool = False
+    exemplar: bool = False
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,12 @@ class Threshold:
 class Panel:
     """One dashboard panel, reduced to what a preview needs.
 
-    ``kind`` is the chart Grafana draws: ``lines``, ``stacked-bars``, ``bars``, ``pie``
-    or ``stat``; ``threshold_style`` is Grafana's ``thresholdsStyle.mode`` (``off``,
-    ``line``, ``area``...); ``axis_label`` the y axis title; ``graph_mode`` a stat's
-    sparkline (``area``) or none.
+    ``kind`` is the chart Grafana draws: ``lines``, ``stacked-bars``, ``bars``, ``pie``,
+    ``stat`` or ``table``; ``threshold_style`` is Grafana's ``thresholdsStyle.mode``
+    (``off``, ``line``, ``area``...); ``axis_label`` the y axis title; ``graph_mode`` a
+    stat's sparkline (``area``) or none; ``mappings`` Grafana's value mappings as in the
+    JSON (e.g. a range shown as text such as ">= 1 s"); ``rename`` a table's column
+    names (its ``organize`` transformation); ``row`` the title of the row it is in.
     """
 
     index: int
@@ -61,6 +66,12 @@ class Panel:
     description: str = ""
     axis_label: str = ""
     graph_mode: str = "none"
+    mappings: tuple[dict[str, Any], ...] = ()
+    rename: dict[str, str] = field(default_factory=dict)
+    row: str = ""
+    decimals: int | None = None
+    min: float | None = None
+    max: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The panel as JSON-ready data."""
@@ -83,17 +94,33 @@ def load_dashboard(path: Path) -> dict[str, Any]:
 
 
 def panels_from_dashboard(dashboard: Mapping[str, Any]) -> list[Panel]:
-    """Every graph panel of ``dashboard`` (rows are flattened), in dashboard order."""
-    flat: list[Mapping[str, Any]] = []
+    """Every graph panel of ``dashboard`` in dashboard order, rows flattened: a row's
+    panels are nested (collapsed row) or follow it (open row); each knows its row."""
+    flat: list[tuple[str, Mapping[str, Any]]] = []
+    row = ""
     for panel in dashboard.get("panels") or []:
         if panel.get("type") == "row":
-            flat.extend(panel.get("panels") or [])
+            row = str(panel.get("title") or "")
+            flat.extend((row, nested) for nested in panel.get("panels") or [])
         else:
-            flat.append(panel)
-    return [_panel(index, raw) for index, raw in enumerate(flat)]
+            flat.append((row, panel))
+    return [_panel(index, raw, row) for index, (row, raw) in enumerate(flat)]
 
 
-def _panel(index: int, raw: Mapping[str, Any]) -> Panel:
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _rename(raw: Mapping[str, Any]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for transformation in raw.get("transformations") or []:
+        if transformation.get("id") == "organize":
+            options = transformation.get("options") or {}
+            names.update({str(k): str(v) for k, v in (options.get("renameByName") or {}).items()})
+    return names
+
+
+def _panel(index: int, raw: Mapping[str, Any], row: str = "") -> Panel:
     defaults = (raw.get("fieldConfig") or {}).get("defaults") or {}
     custom = defaults.get("custom") or {}
     panel_type = str(raw.get("type", ""))
@@ -103,6 +130,8 @@ def _panel(index: int, raw: Mapping[str, Any]) -> Panel:
             ref_id=str(target.get("refId", chr(ord("A") + n))),
             expr=str(target["expr"]),
             legend=str(target.get("legendFormat") or ""),
+            instant=bool(target.get("instant")) and not target.get("range"),
+            exemplar=bool(target.get("exemplar")),
         )
         for n, target in enumerate(raw.get("targets") or [])
         if target.get("expr")
@@ -125,6 +154,12 @@ def _panel(index: int, raw: Mapping[str, Any]) -> Panel:
         description=str(raw.get("description") or ""),
         axis_label=str(custom.get("axisLabel") or ""),
         graph_mode=str((raw.get("options") or {}).get("graphMode") or "none"),
+        mappings=tuple(dict(m) for m in defaults.get("mappings") or []),
+        rename=_rename(raw),
+        row=row,
+        decimals=None if defaults.get("decimals") is None else int(defaults["decimals"]),
+        min=_number(defaults.get("min")),
+        max=_number(defaults.get("max")),
     )
 
 
@@ -133,6 +168,8 @@ def _kind(panel_type: str, custom: Mapping[str, Any]) -> str:
         return "stat"
     if panel_type == "piechart":
         return "pie"
+    if panel_type == "table":
+        return "table"
     stacked = str((custom.get("stacking") or {}).get("mode", "none")) in ("normal", "percent")
     if panel_type == "barchart" or custom.get("drawStyle") == "bars":
         return "stacked-bars" if stacked or panel_type == "barchart" else "bars"

@@ -55,6 +55,8 @@ from nova_streaming.stack.viewers import ViewerSwarm
 
 NGINX_BIN = "/usr/sbin/nginx"
 REDIS_BIN = "/usr/bin/redis-server"
+SERVICE_SHUTDOWN_GRACE = 8.0
+"""Seconds a replica of the local stack may drain (the supervisor SIGKILLs at 10)."""
 RTMP_APP = "live"
 REQUIRED_BINARIES = {
     "prometheus": ("/usr/bin/prometheus", "prometheus"),
@@ -335,6 +337,9 @@ class LocalStack:
             "--ingest-port", str(ingest),
             "--region", self.options.region,
             "--replica-id", f"replica-{index}",
+            # Stopped with SIGTERM (the supervisor), it drains: keep that below the
+            # supervisor's SIGKILL timeout.
+            "--shutdown-grace", f"{SERVICE_SHUTDOWN_GRACE:g}",
         ]  # fmt: skip
         if self.options.replicas > 1:
             argv += ["--presence", "redis",
@@ -561,7 +566,8 @@ class LocalStack:
             "Check the Integration Checklist:",
             f"  {cli} verify --prometheus {urls['prometheus']} "
             f"--alertmanager {urls['alertmanager']} --receiver {urls['receiver']} "
-            f"--scenario {self.options.scenario} --replicas {self.options.replicas} --wait 600",
+            f"--scenario {self.options.scenario} --replicas {self.options.replicas} "
+            f"--service {urls['service_0']} --wait 600",
             "",
             f"Ctrl-C (or `{cli} stack down{run_dir_flag}` from another shell) stops everything.",
         ]

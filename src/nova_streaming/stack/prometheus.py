@@ -2,8 +2,9 @@
 
 It scrapes every service replica's metrics port (plus itself and Alertmanager, so the
 monitor-the-monitor alerts have something to look at), loads the generated rules file
-and sends alerts to the local Alertmanager. Intervals are options, so an end-to-end
-test can compress time.
+and sends alerts to the local Alertmanager. Exemplar storage is on, so the latency
+buckets' exemplars (the stream of a slow frame) can be queried. Intervals are options,
+so an end-to-end test can compress time.
 
 Example::
 
@@ -140,5 +141,8 @@ def prometheus_argv(
         f"--storage.tsdb.retention.time={retention}",
         f"--web.listen-address={host}:{port}",
         f"--web.external-url=http://{host}:{port}/",
+        # Keep the OpenMetrics exemplars the service attaches to the latency buckets
+        # (slow frames name their stream; /api/v1/query_exemplars serves them).
+        "--enable-feature=exemplar-storage",
         "--web.enable-lifecycle",
     ]

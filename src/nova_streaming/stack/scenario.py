@@ -34,12 +34,16 @@ class Scenario:
     """Broadcasters to run, alerts that must fire, and extra PromQL facts to check.
 
     ``facts`` are ``(name, promql)`` pairs; each must return at least one series.
+    ``slow_quality``: the quality only the slow broadcaster publishes (its stream is
+    found by it), whose stream must lead the worst streams and name itself in the
+    latency exemplars; None when the scenario has no slow broadcaster.
     """
 
     name: str
     broadcasters: tuple[BroadcasterSpec, ...]
     expected_alerts: frozenset[str]
     facts: tuple[tuple[str, str], ...] = ()
+    slow_quality: str | None = None
 
 
 def scenario(name: str, *, fast: bool = False) -> Scenario:
@@ -107,4 +111,5 @@ def scenario(name: str, *, fast: bool = False) -> Scenario:
             ("silent stream timed out", f'sum({errors}{{error_type="timeout"}}) > 0'),
             ("bad token refused", f'sum({errors}{{error_type="auth_rejected"}}) > 0'),
         ),
+        slow_quality="480p",
     )

@@ -5,7 +5,10 @@ expected number of service replicas); every generated rule loaded and healthy; e
 recording rule producing series; every dashboard panel query returning data; the
 alerts the scenario expects firing in Prometheus, present in Alertmanager and delivered
 to the receiver; no other warning or critical alert firing; the scenario's facts
-(PromQL that must return something); and, from ``/api/v1/status/tsdb``, no metric with
+(PromQL that must return something); with a slow broadcaster (degraded), that its
+stream leads the worst streams now (the dashboard table's query and, given the
+service URL, ``GET /api/v1/streams?sort=lag``) and that Prometheus' exemplar API
+returns latency exemplars naming it; and, from ``/api/v1/status/tsdb``, no metric with
 more series than the cardinality cap.
 
 Example::
@@ -55,6 +58,7 @@ class VerifyConfig:
 
     ``dashboard_path`` None: the committed dashboard if present, else rendered in memory.
     ``series_cap`` None: the sum of the replicas' ``max_tracked_streams`` gauges.
+    ``service_url``: a replica's HTTP base URL, to check its worst-streams API too.
     """
 
     prometheus_url: str
@@ -68,6 +72,7 @@ class VerifyConfig:
     series_cap: int | None = None
     timeout: float = 10.0
     expected_alerts: frozenset[str] | None = field(default=None)
+    service_url: str | None = None
 
 
 class _Api:
@@ -270,7 +275,12 @@ def run_checks(config: VerifyConfig) -> list[Check]:
 
         attempt(fact, holds)
 
-    # 7. Cardinality.
+    # 7. The slow broadcaster: worst stream now, and named by the latency exemplars.
+    slow_quality = scenario(config.scenario).slow_quality
+    if slow_quality is not None:
+        _slow_stream_checks(config, prom, slow_quality, attempt)
+
+    # 8. Cardinality.
     def cardinality() -> tuple[bool, str]:
         cap = config.series_cap
         if cap is None:
@@ -288,6 +298,75 @@ def run_checks(config: VerifyConfig) -> list[Check]:
 
     attempt("series per metric under the cardinality cap", cardinality)
     return checks
+
+
+def _slow_stream_checks(
+    config: VerifyConfig,
+    prom: _Api,
+    quality: str,
+    attempt: Callable[[str, Callable[[], tuple[bool, str]]], None],
+) -> None:
+    """The slow broadcaster's stream (the one publishing ``quality``) leads the worst
+    streams and its slow frames' exemplars reached Prometheus' exemplar API."""
+    bitrate = d.QUALITY_BITRATE_KBPS.name
+    lag = d.STREAM_INGEST_LAG_SECONDS.name
+
+    def slow_stream() -> str:
+        result = prom.get(
+            "/api/v1/query", query=f'max by (stream_id) ({bitrate}{{quality="{quality}"}})'
+        )["data"]["result"]
+        ids = sorted({str(r["metric"]["stream_id"]) for r in result})
+        if len(ids) != 1:
+            raise RuntimeError(f"want one stream publishing {quality}, found {ids or 'none'}")
+        return ids[0]
+
+    def worst_first() -> tuple[bool, str]:
+        sid = slow_stream()
+        result = prom.get("/api/v1/query", query=f"topk(1, max by (stream_id) ({lag}))")
+        top = result["data"]["result"]
+        if not top:
+            return False, f"no {lag} series"
+        first, value = str(top[0]["metric"]["stream_id"]), float(top[0]["value"][1])
+        return first == sid, f"worst {first} at {value:.2f} s; slow stream {sid}"
+
+    attempt(f"slow stream ({quality}) leads the worst streams", worst_first)
+
+    def exemplar() -> tuple[bool, str]:
+        sid = slow_stream()
+        end = time.time()
+        data = prom.get(
+            "/api/v1/query_exemplars",
+            query=f"{d.RTMP_INGESTION_LATENCY_SECONDS.name}_bucket",
+            start=f"{end - config.window_minutes * 60:.3f}",
+            end=f"{end:.3f}",
+        )["data"]
+        named = [
+            float(ex["value"])
+            for group in data or []
+            for ex in group.get("exemplars") or []
+            if ex.get("labels", {}).get("stream_id") == sid
+        ]
+        if not named:
+            return False, f"no latency exemplar names {sid}"
+        return True, f"{len(named)} exemplars name {sid} (slowest {max(named):.2f} s)"
+
+    attempt(f"slow stream ({quality}) in the latency exemplars", exemplar)
+
+    if config.service_url:
+        service = _Api(config.service_url, config.timeout)
+
+        def api_first() -> tuple[bool, str]:
+            sid = slow_stream()
+            streams = service.get("/api/v1/streams", sort="lag", limit="1")["streams"]
+            if not streams:
+                return False, "no stream listed"
+            first = streams[0]
+            return (
+                first["stream_id"] == sid,
+                f"first {first['stream_id']} at {first.get('ingest_lag_seconds')} s",
+            )
+
+        attempt(f"slow stream ({quality}) first in /api/v1/streams?sort=lag", api_first)
 
 
 def verify(

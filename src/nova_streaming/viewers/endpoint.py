@@ -2,7 +2,8 @@
 
 Close codes: 4400 the ID is not a UUID, 4404 the stream is not active, 1013 the
 process is at ``NOVA_MAX_CONNECTIONS``, 1000 after ``stream_ended``, 1001 on server
-shutdown. Nothing a client sends creates a series: a viewer is counted only for a
+shutdown (connected viewers, and new ones while the replica drains: reconnect
+elsewhere). Nothing a client sends creates a series: a viewer is counted only for a
 stream the registry knows is active.
 
 The endpoint is a plain ASGI app rather than a Starlette ``WebSocket`` function: an idle
@@ -23,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nova_streaming.registry import InvalidStreamId, normalize_stream_id
 from nova_streaming.service import Service
-from nova_streaming.viewers.hub import CLOSE_NORMAL, Viewer, message
+from nova_streaming.viewers.hub import CLOSE_GOING_AWAY, CLOSE_NORMAL, Viewer, message
 
 __all__ = [
     "CLOSE_INVALID_ID",
@@ -103,6 +104,11 @@ class ViewerEndpoint:
         # One coroutine frame for the whole connection: it stays suspended while idle.
         hub = service.hub
         registry = service.registry
+        if hub.closing:
+            # Draining (SIGTERM): a load balancer may still send viewers here for a
+            # moment; 1001 makes the client reconnect, to a replica that stays.
+            await _refuse(service, socket, send, CLOSE_GOING_AWAY, "shutting_down")
+            return
         if not hub.reserve():
             await _refuse(service, socket, send, CLOSE_TRY_AGAIN, "over_capacity")
             return

@@ -140,8 +140,16 @@ class ViewerHub:
         if self._task is None:
             self._task = asyncio.create_task(self._tick_loop(), name="viewer-hub-tick")
 
+    @property
+    def closing(self) -> bool:
+        """True from :meth:`close` on: new viewers are refused (1001, going away)."""
+        return self._closing
+
     async def close(self) -> None:
-        """Close every viewer (1001, going away), recording each disconnection."""
+        """Close every viewer (1001, going away: the client reconnects, to another
+        replica behind a load balancer), recording each disconnection; from now on new
+        viewers are refused with 1001 too. The graceful drain calls it at SIGTERM, the
+        app's shutdown again (idempotent)."""
         self._closing = True
         if self._task is not None:
             self._task.cancel()
@@ -182,7 +190,13 @@ class ViewerHub:
     # --- joins and leaves ---
 
     def join(self, viewer: Viewer) -> bool:
-        """Count ``viewer`` and send its ``hello``; False if the hello could not go."""
+        """Count ``viewer`` and send its ``hello``; False if the hello could not go, or
+        if the hub closed while the viewer was being admitted (then closed with 1001,
+        never counted)."""
+        if self._closing:
+            viewer.left = True
+            send_now(viewer.socket.close(CLOSE_GOING_AWAY, "server shutdown"))
+            return False
         sid = viewer.stream_id
         viewers = self._streams.setdefault(sid, {})
         viewers[viewer] = None

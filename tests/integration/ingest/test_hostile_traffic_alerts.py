@@ -24,7 +24,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
-from nova_streaming.service_metrics import UNTRUSTED_REQUESTS
+from nova_streaming.service_metrics import UNTRUSTED_REQUESTS, WEBSOCKET_REJECTED
 from nova_streaming.tokens import publish_token
 from nova_testing.waiting import wait_for
 from streaming_metrics import definitions as d
@@ -141,25 +141,30 @@ async def _promtool(tmp_path: Path, name: str, series: list[dict[str, str]]) -> 
     assert proc.returncode == 0, f"{name}: " + out.decode(errors="replace")[-4000:]
 
 
-async def _forged_callbacks(base: str) -> None:
-    """Forged on_publish (valid token, bad token, garbage) and on_publish_done calls."""
+async def _forged_callbacks(base: str, attacker: str) -> str:
+    """Forged on_publish (valid token, bad token, garbage) and on_publish_done calls;
+    returns the stream id they name."""
     sid = str(uuid.uuid4())
     good = f"app=live&call=publish&name={sid}&type=live&token={publish_token(SECRET, sid)}"
     bodies = [good, good.replace("token=", "token=0"), "\x00garbage&&=", ""]
-    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+    transport = httpx.AsyncHTTPTransport(local_address=attacker)
+    async with httpx.AsyncClient(base_url=base, timeout=10, transport=transport) as client:
         for i in range(CALLBACKS):
             body = bodies[i % len(bodies)]
             headers = {"content-type": "application/x-www-form-urlencoded"}
             published = await client.post("/rtmp/on_publish", content=body, headers=headers)
             done = await client.post("/rtmp/on_publish_done", content=body, headers=headers)
             assert (published.status_code, done.status_code) == (403, 403)
+    return sid
 
 
-async def _port_scan(port: int) -> None:
+async def _port_scan(port: int, attacker: str) -> None:
     """Connect and close; connect, send garbage; a real RTMP handshake and publish."""
     for kind in ("close", "garbage", "rtmp"):
         for _ in range(PROBES):
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, local_addr=(attacker, 0)
+            )
             with contextlib.suppress(ConnectionError, OSError):
                 if kind == "garbage":
                     writer.write(b"\x16\x03\x01" + bytes(range(256)) * 4)
@@ -173,27 +178,36 @@ async def _port_scan(port: int) -> None:
                 await writer.wait_closed()
 
 
-async def _bad_viewers(port: int) -> None:
+async def _bad_viewers(port: int, attacker: str) -> None:
     """Viewer connections to a non-UUID id and to a stream nobody broadcasts."""
     for target in ("not-a-uuid", str(uuid.uuid4())):
         with contextlib.suppress(Exception):
-            async with connect(f"ws://127.0.0.1:{port}/ws/streams/{target}") as ws:
+            url = f"ws://127.0.0.1:{port}/ws/streams/{target}"
+            async with connect(url, local_addr=(attacker, 0)) as ws:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(ws.recv(), 10)
 
 
-async def test_hostile_traffic_fires_no_alert(make_service: Any, tmp_path: Path) -> None:
-    """Forged callbacks and port scans from an untrusted address: 403 / closed, counted
-    only in untrusted_requests_total{endpoint}, no broadcast error, no rejected input;
-    promtool finds the same alerts (none but the idle ones) on the scraped series with
-    or without 40 minutes of that traffic."""
-    service = await make_service(trusted_peers=(ipaddress.ip_network("192.0.2.0/24"),))
+@pytest.mark.parametrize(
+    ("trusted", "attacker"),
+    [("192.0.2.0/24", "127.0.0.1"), ("127.0.0.1/32", "127.0.0.2")],
+    ids=["loopback-untrusted", "attacker-beside-trusted-nginx"],
+)
+async def test_hostile_traffic_fires_no_alert(
+    make_service: Any, tmp_path: Path, trusted: str, attacker: str
+) -> None:
+    """Forged callbacks and port scans from an untrusted address (127.0.0.1 with no
+    loopback trusted, or 127.0.0.2 beside a trusted 127.0.0.1 as nginx would be): 403 /
+    closed, counted only in untrusted_requests_total{endpoint}, no broadcast error, no
+    rejected input; promtool finds the same alerts (none but the idle ones) on the
+    scraped series with or without 40 minutes of that traffic."""
+    service = await make_service(trusted_peers=(ipaddress.ip_network(trusted),))
     registry = service.metrics.registry
     with start_metrics_server(0, "127.0.0.1", registry) as metrics_server:
         quiet, quiet_gauges, _ = await asyncio.to_thread(_scrape, metrics_server.url)
-        await _forged_callbacks(service.http)
-        await _port_scan(service.ingest_port)
-        await _bad_viewers(service.port)
+        forged = await _forged_callbacks(service.http, attacker)
+        await _port_scan(service.ingest_port, attacker)
+        await _bad_viewers(service.port, attacker)
         await wait_for(
             lambda: service.sample(UNTRUSTED_REQUESTS, endpoint="ingest") == 3 * PROBES,
             what="every ingest connection counted",
@@ -205,7 +219,9 @@ async def test_hostile_traffic_fires_no_alert(make_service: Any, tmp_path: Path)
         assert service.errors(error_type) == 0, error_type
     for reason in d.REJECT_REASONS:
         assert service.sample(d.REJECTED_INPUTS.name, reason=reason) == 0, reason
-    assert await service.service.registry.authorization(str(uuid.uuid4())) is None
+    assert await service.service.registry.authorization(forged) is None
+    for reason in ("invalid_stream_id", "stream_not_active"):  # the bad viewers
+        assert service.sample(WEBSOCKET_REJECTED, reason=reason) == 1, reason
     assert service.component.receiver.sessions == []
     # The same expectations hold on the quiet series and on the attack's.
     await _promtool(tmp_path, "quiet", _input_series(quiet, quiet, quiet_gauges, took))

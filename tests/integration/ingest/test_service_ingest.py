@@ -25,6 +25,20 @@ LATENCY = d.RTMP_INGESTION_LATENCY_SECONDS.name
 DURATION = d.STREAM_DURATION_SECONDS.name
 BITRATE = d.QUALITY_BITRATE_KBPS.name
 ACTIVE = d.ACTIVE_STREAMS.name
+DROPS = d.STREAM_FRAME_DROPS.name
+LAG = d.STREAM_INGEST_LAG_SECONDS.name
+
+
+def latency_exemplars(service: Any, quality: str) -> dict[str, dict[str, str]]:
+    """The exemplar labels of each latency bucket of ``quality`` that holds one."""
+    return {
+        sample.labels["le"]: sample.exemplar.labels
+        for family in service.metrics.registry.collect()
+        for sample in family.samples
+        if sample.name == f"{LATENCY}_bucket"
+        and sample.labels["quality"] == quality
+        and sample.exemplar is not None
+    }
 
 
 async def active_ids(service: Any) -> list[str]:
@@ -154,6 +168,9 @@ async def test_crafted_publisher_drops_lag_timeout_and_refusal(
         lambda: service.sample(f"{LATENCY}_count", quality="480p") == sent, what="frames"
     )
     assert service.errors("frame_drop") == 7
+    # The owner's per-stream drop counter saw the same drops; the lag window has frames.
+    assert service.sample(DROPS, stream_id=sid) == 7
+    assert latency_exemplars(service, "480p").keys() <= {"0.001", "0.005", "0.01", "0.025"}
     # The next frame is 40 ms of media later but arrives 400+ ms later: lag >= 0.36 s.
     await asyncio.sleep(0.4)
     pub.video(40 * 40)
@@ -163,6 +180,17 @@ async def test_crafted_publisher_drops_lag_timeout_and_refusal(
     )
     assert service.sample(f"{LATENCY}_bucket", quality="480p", le="0.25") == sent
     assert service.errors("frame_drop") == 7
+    # Slower than 0.25 s: the frame names its stream as the exemplar of its bucket.
+    slow = {le: labels for le, labels in latency_exemplars(service, "480p").items()}
+    assert {"stream_id": sid} in [slow.get("0.5"), slow.get("1.0")], slow
+    # The owner's lag gauge: p95 of the stream's ~35 frames, so the one late frame
+    # (the top 3%) is not it; a gauge exists once a second with frames has closed.
+    registry = service.metrics.registry
+    await wait_for(
+        lambda: registry.get_sample_value(LAG, {"stream_id": sid}) is not None, what="lag"
+    )
+    lag = registry.get_sample_value(LAG, {"stream_id": sid})
+    assert lag is not None and 0.0 <= lag < 0.36
 
     # Silence: the receiver times out, closes, and the stream ends as one timeout.
     assert await pub.closed_by_peer()

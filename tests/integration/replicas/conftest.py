@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,10 +109,20 @@ class Replica:
 class ReplicaProcess:
     """``nova-streaming serve`` (ingest included) as a subprocess on free ports."""
 
-    def __init__(self, redis_url: str, *, replica_id: str, stream_grace: float = GRACE) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        replica_id: str,
+        stream_grace: float = GRACE,
+        presence_ttl: float = TTL,
+        extra_args: Sequence[str] = (),
+        log: Path | None = None,
+    ) -> None:
         self.replica_id = replica_id
         self.port, self.metrics_port, self.ingest_port = free_port(), free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("NOVA_")}
+        out = subprocess.DEVNULL if log is None else log.open("ab")
         self.proc = subprocess.Popen(
             [
                 str(VENV_BIN / "nova-streaming"),
@@ -126,16 +136,19 @@ class ReplicaProcess:
                 f"--ingest-port={self.ingest_port}",
                 f"--region={REGION}",
                 f"--publish-secret={SECRET}",
-                f"--presence-ttl={TTL}",
+                f"--presence-ttl={presence_ttl}",
                 f"--stream-grace={stream_grace}",
                 "--viewer-update-interval=0.2",
                 f"--replica-id={replica_id}",
                 "--log-level=warning",
+                *extra_args,
             ],
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
+        if log is not None:
+            out.close()  # the child has its own descriptor
 
     @property
     def http(self) -> str:

@@ -12,7 +12,7 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import httpx
@@ -229,7 +229,7 @@ async def test_owner_killed_mid_broadcast_is_taken_over_keeping_its_start(cluste
             redis = cluster.redis.client()
             try:
                 await wait_for(
-                    lambda: redis.hget(f"nova:stream:{sid}", "orphaned_at") is not None,
+                    lambda: redis.hget(f"nova:stream:{{{sid}}}", "orphaned") == "1",
                     what="the owner seen dead",
                 )
             finally:
@@ -411,3 +411,65 @@ async def test_two_renditions_are_one_stream_with_a_bitrate_per_quality(cluster:
     for replica in (a, b):
         assert count(replica, ACTIVE, region=REGION) == 0
         assert count(replica, ERRORS, error_type="rtmp_connection_failed") == 0
+
+
+# --- 6. a restart under the same replica id --------------------------------------------
+
+
+async def test_restart_under_the_same_id_clears_the_earlier_process_at_start(
+    cluster: Any,
+) -> None:
+    """A replica with an explicit id (a StatefulSet pod) owns a stream and has viewers;
+    it is SIGKILLed and restarted under the SAME id before its heartbeat would expire
+    (TTL 30 s here). At start it clears what the dead process left: the old viewers leave
+    the global count at once, and the stream it owned ends exactly once (owner_lost,
+    after the grace) with its real start. Before, the new process kept the old heartbeat
+    alive and the old viewers counted for as long as the pod lived."""
+    long_ttl = 30.0
+    owner = await cluster.process("pod-0", presence_ttl=long_ttl)
+    b = await cluster.replica()
+    sid = str(uuid.uuid4())
+    assert await post(b.http, "/rtmp/on_publish", callback_form(cluster.secret, sid)) == 200
+    relay = await cluster.publisher(owner.ingest_port)
+    await relay.publish(sid)
+    async with feeding(relay):
+        await wait_for(lambda: owner_of(b, sid), what="stream registered")
+        started = await b.registry.get(sid)
+        assert started is not None and started.owner == "pod-0"
+        remote = [await connect(f"ws://127.0.0.1:{owner.port}/ws/streams/{sid}") for _ in range(3)]
+        local = await connect(b.ws(sid))
+        try:
+            await until_viewers(local, 4)
+            owner.kill()
+            killed = time.time()
+            restarted = await cluster.process("pod-0", presence_ttl=long_ttl)
+            # Ready means its first sync ran: the dead process is cleared already.
+            assert await b.service.presence.refresh([sid]) == {sid: 1}
+            assert time.time() - killed < long_ttl  # well inside the old heartbeat
+            await until_viewers(local, 1)
+            assert (await until_ended(local))["reason"] == "owner_lost"
+        finally:
+            await local.close()
+            for ws in remote:
+                ws.transport.abort()
+
+    async def ends_observed() -> float:
+        there = parse_metrics(await restarted.scrape())
+        return count(b, DURATION_COUNT, stream_type="live") + value(
+            there, DURATION_COUNT, stream_type="live"
+        )
+
+    await wait_for(lambda: _equals(ends_observed(), 1.0), what="one end observed")
+    assert not await b.registry.is_active(sid)
+    there = parse_metrics(await restarted.scrape())
+    ender_sum = count(b, DURATION_SUM, stream_type="live") + value(
+        there, DURATION_SUM, stream_type="live"
+    )
+    assert ender_sum >= killed - started.started_at
+    assert count(b, ACTIVE, region=REGION) == 0
+    assert value(there, ACTIVE, region=REGION) == 0
+    assert await ends_observed() == 1.0
+
+
+async def _equals(value: Awaitable[float], expected: float) -> bool:
+    return await value == expected

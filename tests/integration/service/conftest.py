@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -16,9 +16,10 @@ from prometheus_client import CollectorRegistry
 
 from nova_streaming.app import create_app
 from nova_streaming.runner import uvicorn_config
-from nova_streaming.service import Service
+from nova_streaming.service import Component, Service
 from nova_streaming.settings import Settings
 from nova_testing.ports import free_port
+from nova_testing.redis_cluster import RedisClusterServer
 from nova_testing.redis_server import RedisServer
 from nova_testing.uvicorn_server import UvicornServer
 from nova_testing.waiting import wait_for
@@ -54,14 +55,14 @@ def make_settings() -> Callable[..., Settings]:
 class Replica:
     """One app instance served by uvicorn in this process on a free port."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, components: Sequence[Component] = ()) -> None:
         self.metrics = StreamingMetrics(
             CollectorRegistry(),
             series_linger_seconds=settings.series_linger,
             max_tracked_streams=settings.max_tracked_streams,
             regions=[settings.region],
         )
-        self.app = create_app(settings, metrics=self.metrics)
+        self.app = create_app(settings, metrics=self.metrics, components=components)
         self.service: Service = self.app.state.service
         self.settings = settings
         config = uvicorn_config(self.app, settings, log_level="warning")
@@ -95,8 +96,8 @@ async def replicas() -> AsyncIterator[Callable[..., Awaitable[Replica]]]:
     """Start replicas with ``await replicas(**settings)``; all are stopped at the end."""
     started: list[Replica] = []
 
-    async def make(**changes: Any) -> Replica:
-        replica = Replica(build_settings(**changes))
+    async def make(components: Sequence[Component] = (), **changes: Any) -> Replica:
+        replica = Replica(build_settings(**changes), components)
         await replica.start()
         started.append(replica)
         return replica
@@ -108,13 +109,34 @@ async def replicas() -> AsyncIterator[Callable[..., Awaitable[Replica]]]:
             await replica.stop()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServer]:
+    """One 3-master Redis Cluster for the whole session (tests isolate themselves by
+    key prefix); always stopped."""
+    cluster = RedisClusterServer(masters=3)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def engine(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """Settings selecting each presence engine in turn (contract tests run on both)."""
+    """Settings selecting each engine in turn: the presence/registry contract runs on
+    memory, one Redis and a 3-master Redis Cluster."""
     if request.param == "memory":
         return {"presence": "memory"}
-    server: RedisServer = request.getfixturevalue("redis_server")
-    return {"presence": "redis", "redis_url": server.url}
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return {"presence": "redis", "redis_url": server.url}
+    cluster: RedisClusterServer = request.getfixturevalue("redis_cluster")
+    # The cluster outlives the test: a prefix of its own keeps tests apart.
+    return {
+        "presence": "redis",
+        "redis_url": cluster.url,
+        "redis_prefix": f"t{uuid.uuid4().hex[:10]}",
+    }
 
 
 @pytest.fixture

@@ -119,10 +119,13 @@ def test_only_run_writes_report_and_json(tmp_path: Path) -> None:
         "## Hot path: connection gauges",
         "prometheus_client cached child `observe` (baseline)",
         "OpenTelemetry SDK `histogram.record`",
+        "`StreamingMetrics.record_rtmp_frame_latency` with stream_id",
+        "prometheus_client cached child `observe` with exemplar",
         "## How to run",
     ):
         assert expected in text
-    assert text.count("**PASS**") + text.count("**FAIL**") == 2
+    # Latency: the helper, and the method with a stream id (exemplars); connections.
+    assert text.count("**PASS**") + text.count("**FAIL**") == 3
     data = json.loads(raw.read_text())
     assert [m["name"] for m in data["modules"]] == ["library_hot_path"]
     assert data["ok"] == (status == 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -21,7 +22,7 @@ KNOWN_PROMTOOL_FINDING = (
 
 
 @pytest.fixture
-def busy(metrics: StreamingMetrics) -> StreamingMetrics:
+def busy(metrics: StreamingMetrics, clock: Any) -> StreamingMetrics:
     """An instance with every metric holding at least one sample."""
     metrics.record_stream_started(SID, REGION)
     metrics.record_websocket_connection(SID)
@@ -29,6 +30,11 @@ def busy(metrics: StreamingMetrics) -> StreamingMetrics:
     metrics.record_quality_bitrate(SID, "720p", 2500.0)
     metrics.record_broadcast_error("frame_drop")
     metrics.record_rtmp_frame_latency("720p", 0.03)
+    # A second of frames of SID closes when the next one starts: then it has a lag.
+    metrics.record_rtmp_frame_latency("720p", 0.03, SID)
+    clock.advance(1.0)
+    metrics.record_rtmp_frame_latency("720p", 0.6, SID)
+    metrics.record_frame_drops(SID, 2)
     metrics.record_stream_started("6f1c0a52-8d3e-4b7a-9c21-0e5d4f3a2b10", REGION, "pre-recorded")
     metrics.record_stream_ended("6f1c0a52-8d3e-4b7a-9c21-0e5d4f3a2b10", REGION, 700.0, 12)
     metrics.record_websocket_connection("not-a-uuid")

@@ -100,7 +100,8 @@ def test_helper_signatures_match_the_guide() -> None:
         "record_quality_bitrate": "(stream_id, quality, kbps)",
         "record_broadcast_error": "(error_type, count=1)",  # the guide's call still works
         "record_rtmp_connection_failure": "()",
-        "record_rtmp_frame_latency": "(quality, seconds)",
+        # Design section 10: the optional stream_id (exemplars, per-stream lag).
+        "record_rtmp_frame_latency": "(quality, seconds, stream_id=None)",
         "forget_stream": "(stream_id)",
     }
     for name, params in expected.items():

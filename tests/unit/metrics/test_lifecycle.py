@@ -104,6 +104,7 @@ def test_end_removes_info_at_once_and_the_rest_after_linger(
             d.PEAK_VIEWERS.name,
             d.QUALITY_BITRATE_KBPS.name,
             d.QUALITY_BITRATE_KBPS.name,
+            d.STREAM_FRAME_DROPS.name,
         ]
     )
     # Final values are still there to be scraped during the linger.

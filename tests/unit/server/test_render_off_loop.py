@@ -52,7 +52,8 @@ def gc_state() -> Iterator[None]:
 def populated() -> CollectorRegistry:
     """1k active streams through the library plus ordinary client metrics."""
     registry = CollectorRegistry()
-    metrics = StreamingMetrics(registry, regions=[REGION])
+    now = [1000.0]
+    metrics = StreamingMetrics(registry, regions=[REGION], clock=lambda: now[0])
     for n in range(1_000):
         sid = str(uuid.UUID(int=n + 1, version=4))
         metrics.record_stream_started(sid, REGION)
@@ -60,6 +61,12 @@ def populated() -> CollectorRegistry:
         metrics.record_viewer_count_change(sid, n, REGION)
         if n % 10 == 0:
             metrics.record_quality_bitrate(sid, "720p", 2500.5)
+            # Slow frames: exemplars naming the stream, and a lag once the second closes.
+            metrics.record_rtmp_frame_latency("720p", 0.3 + n / 10_000, sid)
+            metrics.record_frame_drops(sid, n + 1)
+    now[0] += 1.0
+    for n in range(0, 1_000, 10):
+        metrics.record_rtmp_frame_latency("1080p", 2.5, str(uuid.UUID(int=n + 1, version=4)))
     metrics.record_rtmp_frame_latency("720p", 0.045)
     metrics.record_broadcast_error("timeout")
     Gauge("demo_temperature_celsius", "Demo gauge.", registry=registry).set(21.5)
@@ -137,8 +144,9 @@ def test_stream_families_write_their_own_lines(populated: CollectorRegistry) -> 
         expected = generate_latest(_One(metric)).decode().split("\n", 2)[2]
         assert lines == expected
         written += lines.count("\n")
-    # connections, peaks, stream_info for 1k streams and a bitrate for every 10th.
-    assert written == 3_100
+    # connections, peaks, stream_info and frame drops for 1k streams; a bitrate and a
+    # lag for every 10th.
+    assert written == 4_200
 
 
 def test_stream_family_with_replaced_samples_uses_them(populated: CollectorRegistry) -> None:

@@ -126,3 +126,50 @@ def test_direct_construction_validates_trusted_peers() -> None:
         Settings(trusted_peers=("garbage",))  # type: ignore[arg-type]
     net = ipaddress.ip_network("10.0.0.0/8")
     assert Settings(trusted_peers=(net,)).trusted_peers == (net,)
+
+
+def test_default_replica_id_is_new_at_every_start() -> None:
+    """Default id ``<hostname>-<8 hex>``, different per process start (a restarted pod
+    has the same hostname and often PID 1: ``hostname-pid`` repeated itself)."""
+    import re
+    import socket
+
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()).lstrip("_.-") or "host"
+    first, second = Settings.from_env({}).replica_id, Settings.from_env({}).replica_id
+    assert first != second
+    for rid in (first, second):
+        assert re.fullmatch(re.escape(host[:119]) + r"-[0-9a-f]{8}", rid), rid
+    assert Settings.from_env({"NOVA_REPLICA_ID": "pod-0"}).replica_id == "pod-0"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "rediss://user:pw@redis.example:6380/2",
+        "unix:///run/redis.sock",
+        "redis+cluster://10.0.0.1:7000,10.0.0.2:7001,10.0.0.3:7002",
+        "rediss+cluster://user:secret@[::1]:7000",
+        "redis+cluster://h1:7000/0",
+    ],
+)
+def test_redis_url_single_node_and_cluster_forms(url: str) -> None:
+    """NOVA_REDIS_URL accepts one node or a Redis Cluster (startup nodes)."""
+    assert Settings.from_env({"NOVA_REDIS_URL": url}).redis_url == url
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("redis+cluster://h1", "NOVA_REDIS_URL: cluster nodes must be host:port"),
+        ("redis+cluster://h1:7000,h2:x", "NOVA_REDIS_URL: cluster nodes must be host:port"),
+        ("redis+cluster://h1:7000/3", "NOVA_REDIS_URL: a Redis Cluster has database 0 only"),
+        ("redis+cluster://", "NOVA_REDIS_URL: must name at least one cluster node"),
+        ("cluster://h1:7000", "NOVA_REDIS_URL: must be a redis://host[:port][/db] URL or"),
+    ],
+)
+def test_bad_cluster_urls_name_the_setting(value: str, message: str) -> None:
+    """A malformed cluster URL fails at start with a message naming NOVA_REDIS_URL."""
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"NOVA_REDIS_URL": value})
+    assert str(info.value).startswith(message)

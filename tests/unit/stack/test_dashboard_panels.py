@@ -1,4 +1,4 @@
-"""The preview reads the committed dashboard JSON: five panels of the designed kinds."""
+"""The preview reads the committed dashboard JSON: the panels of the designed kinds."""
 
 from __future__ import annotations
 
@@ -25,14 +25,19 @@ def test_committed_dashboard_gives_five_panels_of_the_designed_kinds() -> None:
         "Current Viewer Count": "stat",
         "Broadcast Error Rate": "stacked-bars",
         "RTMP Ingestion Latency": "lines",
-    }
+        "Worst streams now": "table",
+    } | {p.title: p.kind for p in panels if p.row}  # rows other work adds (the SLO row)
     stat = next(p for p in panels if p.kind == "stat")
     assert [(t.value, t.color) for t in stat.thresholds] == [
         (None, "green"),
         (100.0, "yellow"),
         (1000.0, "red"),
     ]
-    latency = panels[-1]
+    latency = next(p for p in panels if p.title == "RTMP Ingestion Latency")
+    assert latency.targets[0].exemplar and not latency.targets[0].instant
+    table = next(p for p in panels if p.kind == "table")
+    assert [(t.ref_id, t.instant) for t in table.targets] == [("A", True), ("B", True)]
+    assert table.rename == {"Value #A": "p95 lag", "Value #B": "drops (5m)"}
     assert latency.unit == "ms"
     errors = next(p for p in panels if p.kind == "stacked-bars")
     assert (errors.unit, errors.axis_label) == ("suffix: errors/s", "errors/s")

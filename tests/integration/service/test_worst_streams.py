@@ -1,0 +1,111 @@
+"""GET /api/v1/streams?sort=lag&limit=N: the worst streams now, from every replica."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from nova_streaming.stream_signals import StreamSignals
+
+Replicas = Callable[..., Awaitable[Any]]
+
+
+def feed(replica: Any, sid: str, lag: float, frames: int = 5) -> None:
+    """Frames of ``sid`` with ``lag`` through the replica's metrics (the ingest's call)."""
+    for _ in range(frames):
+        replica.metrics.record_rtmp_frame_latency("480p", lag, sid)
+
+
+def has_lag(replica: Any, sid: str) -> bool:
+    """The owner's window has a reading (once the frames' second is over)."""
+    signal = replica.metrics.stream_signals().get(sid)
+    return signal is not None and signal[0] is not None
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "sort=viewers",
+        "sort=",
+        "sort=lag&sort=lag",
+        "limit=0",
+        "limit=1001",
+        "limit=-1",
+        "limit=ten",
+        "limit=1.5",
+        "limit=%EF%BC%91",  # a full-width digit: str.isdigit, but not an ASCII integer
+        "sort=lag&limit=",
+    ],
+)
+async def test_bad_sort_or_limit_is_400(
+    engine: dict[str, Any], replicas: Replicas, query: str
+) -> None:
+    """Only sort=lag and an integer limit 1..1000 are accepted."""
+    replica = await replicas(**engine)
+    response = await replica.get(f"/api/v1/streams?{query}")
+    assert response.status_code == 400, query
+    assert response.json()["error"]
+
+
+async def test_sort_by_lag_on_one_replica(
+    engine: dict[str, Any],
+    replicas: Replicas,
+    new_stream_id: Callable[[], str],
+    wait: Callable[..., Awaitable[Any]],
+) -> None:
+    """Worst lag first, streams without a reading last, limit cuts the list."""
+    replica = await replicas(**engine)
+    slow, fast, silent = new_stream_id(), new_stream_id(), new_stream_id()
+    for sid in (slow, fast, silent):
+        await replica.service.registry.start(sid, "test-1", "live")
+    replica.metrics.record_quality_bitrate(slow, "480p", 900.0)
+    feed(replica, slow, 6.5)
+    feed(replica, fast, 0.02)
+    replica.metrics.record_frame_drops(fast, 3)
+    await wait(lambda: has_lag(replica, slow) and has_lag(replica, fast), what="lag readings")
+
+    body = (await replica.get("/api/v1/streams?sort=lag")).json()
+    assert [s["stream_id"] for s in body["streams"]] == [slow, fast, silent]
+    first = body["streams"][0]
+    assert first["ingest_lag_seconds"] == 6.5
+    assert first["qualities"] == ["480p"] and first["frame_drops"] == 0
+    assert body["streams"][1]["frame_drops"] == 3
+    assert body["streams"][2]["ingest_lag_seconds"] is None
+    top = (await replica.get("/api/v1/streams?sort=lag&limit=1")).json()
+    assert [s["stream_id"] for s in top["streams"]] == [slow]
+    # Without sort the listing keeps its shape; limit still applies.
+    plain = (await replica.get("/api/v1/streams?limit=2")).json()["streams"]
+    assert len(plain) == 2 and "ingest_lag_seconds" not in plain[0]
+
+
+async def test_sort_by_lag_across_replicas(
+    redis_server: Any,
+    replicas: Replicas,
+    new_stream_id: Callable[[], str],
+    wait: Callable[..., Awaitable[Any]],
+) -> None:
+    """Each owner publishes its streams' lag; either replica answers the same list."""
+    engine = {"presence": "redis", "redis_url": redis_server.url}
+    a = await replicas(components=[StreamSignals(interval=0.2)], **engine)
+    b = await replicas(components=[StreamSignals(interval=0.2)], **engine)
+    on_a, on_b, quiet = new_stream_id(), new_stream_id(), new_stream_id()
+    await a.service.registry.start(on_a, "test-1", "live")
+    await b.service.registry.start(on_b, "test-1", "live")
+    await a.service.registry.start(quiet, "test-1", "live")
+    feed(a, on_a, 0.3)
+    feed(b, on_b, 4.0)
+    await wait(lambda: has_lag(a, on_a) and has_lag(b, on_b), what="owner readings")
+
+    async def order(replica: Any) -> list[tuple[str, float | None]]:
+        body = (await replica.get("/api/v1/streams?sort=lag&limit=3")).json()
+        return [(s["stream_id"], s["ingest_lag_seconds"]) for s in body["streams"]]
+
+    expected = [(on_b, 4.0), (on_a, 0.3), (quiet, None)]
+    for replica in (a, b):
+
+        async def same(r: Any = replica) -> bool:
+            return await order(r) == expected
+
+        await wait(same, what=f"the worst-first list on {replica.settings.replica_id}")
