@@ -281,12 +281,19 @@ class _Connection(asyncio.Protocol):
         if self.phase is _Phase.CLOSED:
             return
         self.received += len(data)
+        rtmp = self.rtmp
         try:
-            events = self.rtmp.receive(data)
+            events = rtmp.receive(data)
         except RtmpProtocolError as exc:
             self.fail(exc.error_type, str(exc), StopReason.PROTOCOL_ERROR)
             return
-        self._after_read(events)
+        # _after_read inlined: this runs once per read on uvloop, the hot path.
+        if rtmp.has_data_to_send() and not self.write(rtmp.data_to_send()):
+            return
+        if self.phase is _Phase.HANDSHAKE and rtmp.handshake_done:
+            self.phase = _Phase.SETUP
+        if events:
+            self.receiver.handle_events(self, events)
 
     def _after_read(self, events: list[SessionEvent]) -> None:
         rtmp = self.rtmp
@@ -525,11 +532,13 @@ class IngestReceiver:
         # the session as the messages before it left it.
         batch = 0
         batch_bytes = 0
+        closed = _Phase.CLOSED
+        media = MediaReceived
         for event in events:
-            if conn.phase is _Phase.CLOSED:
+            if conn.phase is closed:
                 break
             session = conn.session
-            if type(event) is MediaReceived:
+            if type(event) is media:
                 if session is None:
                     continue
                 batch += 1

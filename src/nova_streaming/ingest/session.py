@@ -248,16 +248,17 @@ class RtmpServerSession:
     def _dispatch(self, records: list[Record]) -> list[SessionEvent]:
         events: list[SessionEvent] = []
         media = _new_tuple  # MediaReceived(...) minus a Python frame per message
+        publishing = self.publishing  # changes only in _control
         for record in records:
             type_id = record[1]
             if type_id == MSG_VIDEO:
-                if self.publishing:
+                if publishing:
                     is_frame, keyframe = classify_video(record[5])
                     events.append(
                         media(MediaReceived, (True, record[3], record[4], is_frame, keyframe))
                     )
             elif type_id == MSG_AUDIO:
-                if self.publishing:
+                if publishing:
                     head = record[5]
                     # AAC (sound format 10) sends a config packet (byte 1 == 0) first.
                     is_frame = bool(head) and not (
@@ -268,6 +269,7 @@ class RtmpServerSession:
                     )
             else:
                 self._control(Message._make(record), events)
+                publishing = self.publishing
         if self._ack_window:
             received = self._reader.bytes_received
             if received - self._acked >= self._ack_window:
