@@ -92,7 +92,22 @@ def test_preview_draws_every_panel_with_uplot_in_chromium(
     """Every dashboard panel draws from Prometheus (uPlot canvases for the charts, the
     worst-streams table, the latency exemplars naming the slow stream); uPlot comes
     from node_modules through the preview; a screenshot is kept in artifacts/."""
-    dashboard = REPO / DASHBOARD_FILE
+    # The committed dashboard; its latency panel with a ">= 1 s" value mapping at the
+    # histogram's cap (1000 ms) if it has none yet, so the page must honour mappings.
+    raw = load_dashboard(REPO / DASHBOARD_FILE)
+    for panel in raw["panels"]:
+        if panel.get("title") == "RTMP Ingestion Latency":
+            defaults = panel["fieldConfig"]["defaults"]
+            defaults.setdefault("mappings", [])
+            if not defaults["mappings"]:
+                defaults["mappings"].append(
+                    {
+                        "type": "range",
+                        "options": {"from": 1000, "to": None, "result": {"text": ">= 1 s"}},
+                    }
+                )
+    dashboard = tmp_path / "dashboard.json"
+    dashboard.write_text(json.dumps(raw))
     panels = panels_from_dashboard(load_dashboard(dashboard))
     assert {p.title for p in panels} >= FED
     fed = [p for p in panels if p.title in FED]
@@ -178,6 +193,9 @@ def test_preview_draws_every_panel_with_uplot_in_chromium(
     assert int(lat["data-exemplar-count"]) >= 1, lat
     assert lat["data-exemplar-streams"] == slow, lat
     assert f'data-stream-id="{slow}"' in dom
+    # The slow stream's frames put the p95 in +Inf: histogram_quantile reads the 1 s cap,
+    # which the mapping shows as ">= 1 s".
+    assert lat["data-last-text"] == "&gt;= 1 s", lat
     # Worst streams now: the slow stream first, both streams listed with region/quality.
     table = attrs["Worst streams now"]
     assert table["data-first-row"] == slow and table["data-row-count"] == "2", table

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from nova_streaming.stream_signals import StreamSignals
+from nova_streaming.stream_signals import StreamSignal, StreamSignals
 
 Replicas = Callable[..., Awaitable[Any]]
 
@@ -109,3 +110,40 @@ async def test_sort_by_lag_across_replicas(
             return await order(r) == expected
 
         await wait(same, what=f"the worst-first list on {replica.settings.replica_id}")
+
+
+async def test_signals_from_other_replicas_are_checked_and_expire(
+    replicas: Replicas,
+    new_stream_id: Callable[[], str],
+    wait: Callable[..., Awaitable[Any]],
+) -> None:
+    """Messages on the shared channel: a valid one counts until it is 5 intervals old;
+    malformed ones, other kinds and this replica's own echo are ignored."""
+    now = [100.0]
+    signals = StreamSignals(interval=60.0, clock=lambda: now[0])  # no publish during the test
+    replica = await replicas(components=[signals], presence="memory")
+    store = replica.service.registry.store
+    theirs, bad = new_stream_id(), new_stream_id()
+
+    def message(origin: str, streams: object, kind: str = "stream_signals") -> str:
+        return json.dumps({"kind": kind, "origin": origin, "streams": streams})
+
+    for text in (
+        "not json",
+        message("r9", {bad: [1.0, 0, []]}, kind="ended"),
+        message("r9", {"not-a-uuid": [1.0, 0, []]}),
+        message("r9", {bad: [float("nan"), 0, []]}),
+        message("r9", {bad: [-1.0, 0, []]}),
+        message("r9", {bad: [1.0]}),
+        message("r9", [bad]),
+        message(replica.settings.replica_id, {bad: [1.0, 0, []]}),
+    ):
+        await store.publish(text)
+    await store.publish(message("r9", {theirs.upper(): [9.5, 4, ["720p"]]}))
+    # Delivered in order: once the valid one arrived, the others were handled before it.
+    await wait(lambda: signals.current(), what="the valid message")
+    assert signals.current() == {
+        theirs: StreamSignal(theirs, "r9", 9.5, 4, ("720p",)),
+    }
+    now[0] += 5 * 60.0 + 1
+    assert signals.current() == {}

@@ -57,6 +57,40 @@ def test_rows_are_flattened_and_targets_without_expr_skipped() -> None:
     assert [t.expr for t in panels[1].targets] == ["up"]
 
 
+def test_open_rows_mappings_tables_and_query_options() -> None:
+    """Panels after an open row belong to it; value mappings, a table's renames and its
+    instant targets, and a target's exemplar flag reach the preview."""
+    mapping = {"type": "range", "options": {"from": 1000, "to": None, "result": {"text": ">= 1 s"}}}
+    dash = {
+        "panels": [
+            {"title": "top", "type": "timeseries", "targets": [{"expr": "x", "exemplar": True}]},
+            {"type": "row", "title": "SLOs", "collapsed": False, "panels": []},
+            {
+                "title": "budget",
+                "type": "stat",
+                "fieldConfig": {"defaults": {"mappings": [mapping], "decimals": 2, "max": 1}},
+                "targets": [{"expr": "y", "instant": True, "range": False}],
+            },
+            {
+                "title": "worst",
+                "type": "table",
+                "targets": [{"expr": "z", "refId": "A", "instant": True}],
+                "transformations": [
+                    {"id": "merge", "options": {}},
+                    {"id": "organize", "options": {"renameByName": {"Value #A": "lag"}}},
+                ],
+            },
+        ]
+    }
+    top, budget, worst = panels_from_dashboard(dash)
+    assert (top.row, budget.row, worst.row) == ("", "SLOs", "SLOs")
+    assert top.targets[0].exemplar and not top.targets[0].instant
+    assert budget.mappings == (mapping,) and budget.decimals == 2 and budget.max == 1.0
+    assert budget.targets[0].instant
+    assert worst.kind == "table" and worst.rename == {"Value #A": "lag"}
+    assert worst.as_json()["rename"] == {"Value #A": "lag"}
+
+
 def test_missing_or_malformed_dashboard_fails_clearly(tmp_path: Path) -> None:
     """A missing file says how to generate it; a file without panels says so."""
     with pytest.raises(FileNotFoundError, match="make generate"):
