@@ -322,7 +322,7 @@ def run(ctx: Context) -> list[Section]:
     """Parser throughput in-process, then live levels direct and through nginx-rtmp."""
     parser, _ = _parser_section(ctx)
     levels = [ctx.pick(full=n, quick=q) for n, q in ((20, 2), (50, 5), (100, 10))]
-    window = 8.0 if not ctx.quick else 2.0
+    window = 12.0 if not ctx.quick else 2.0
     direct = [live_level(n, window, False, ctx) for n in levels]
     relayed = [live_level(n, window, True, ctx) for n in levels]
     fallback = live_level(levels[-1], window, True, ctx, loop="asyncio")
