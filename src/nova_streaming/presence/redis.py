@@ -382,13 +382,14 @@ class RedisPresence:
     async def refresh(self, stream_ids: Iterable[str]) -> dict[str, int]:
         """Read the other replicas' counts now; returns local + others per stream.
 
-        The live instances are read now too, not taken from the last heartbeat: an
-        instance this replica last saw dead (all heartbeats failed through a Cluster
-        failover) may be back, and a final count read at an end must include it."""
+        An instance counts if it was live at this replica's last heartbeat *or* is live
+        now: after a Cluster failover longer than the TTL every deadline has lapsed, and
+        each instance is back at its own next heartbeat, so either view alone can miss
+        a live instance at the moment an end reads its final count."""
         ids = list(dict.fromkeys(stream_ids))
-        live = await self.script(_LIVE, [self.global_key("replicas")], [], operation="read")
-        self._live = frozenset(str(r) for r in live)
-        others = await self._read_others(ids, operation="read")
+        now = await self.script(_LIVE, [self.global_key("replicas")], [], operation="read")
+        live = self._live | frozenset(str(r) for r in now)
+        others = await self._read_others(ids, operation="read", live=live)
         for s in ids:
             if s in self._local or s in self._watched:
                 self._others[s] = others[s]
@@ -409,9 +410,11 @@ class RedisPresence:
 
     # --- background work ---
 
-    async def _read_others(self, ids: list[str], *, operation: str) -> dict[str, int]:
+    async def _read_others(
+        self, ids: list[str], *, operation: str, live: frozenset[str] | None = None
+    ) -> dict[str, int]:
         result: dict[str, int] = {}
-        live = self._live
+        live = self._live if live is None else live
         for i in range(0, len(ids), _BATCH):
             chunk = ids[i : i + _BATCH]
             hashes = await self.commands(
