@@ -164,6 +164,8 @@ class RedisPresence:
         self._resync = True
         self._earlier_cleared = False
         self._last_full = float("-inf")
+        # Since when this instance's own heartbeat has held (None: lapsed or failing).
+        self._connected_since: float | None = None
         self._client: RedisClient | None = None
         self._scripts: dict[str, Any] = {}
         self._handlers: list[Callable[[str], None]] = []
@@ -524,6 +526,14 @@ class RedisPresence:
             self._resync = False
         interest = list(set(self._local) | set(self._watched))
         self._others = await self._read_others(interest, operation="sync")
+        if lapsed or self._connected_since is None:
+            self._connected_since = now
+        if now - self._connected_since < self._settings.presence_ttl:
+            # Cut off ourselves until just now (a failover of the heartbeats' master
+            # lapses every instance at once): the others found dead may be as alive as
+            # we are and back at their next heartbeat. Reap only after a TTL of our own
+            # heartbeats holding; their lapsed fields do not count meanwhile anyway.
+            dead = []
         for instance in dead:
             # One reaper per dead instance: a lease (TTL) so that N replicas seeing it in
             # the same second do not all redo its work; if the reaper dies, it expires.
@@ -550,6 +560,7 @@ class RedisPresence:
             except PresenceUnavailable:
                 self._set_ready(False)
                 self._resync = True
+                self._connected_since = None
                 delay = backoff
                 # Retry soon enough that counts converge within the TTL once Redis returns.
                 backoff = min(backoff * 2, max(self._interval, self._settings.presence_ttl / 4))

@@ -85,3 +85,33 @@ async def test_instance_back_during_its_reap_rewrites_its_counts(
         client.close()
         for e in (a, b):
             await e.stop()
+
+
+async def test_replica_back_from_a_shared_outage_does_not_reap_the_others(
+    redis_server: RedisServer,
+    make_settings: Callable[..., Settings],
+    new_stream_id: Callable[[], str],
+) -> None:
+    """Every deadline lapsed at once (the heartbeats' master failed over): the first
+    replica back finds the other dead but, cut off itself until now, leaves its counts
+    and its entry alone; the other's next heartbeat makes its count count again."""
+    a = engine(make_settings, redis_server.url)
+    b = engine(make_settings, redis_server.url)
+    sid = new_stream_id()
+    client = redis_server.client()
+    try:
+        a.set_local(sid, 3)
+        b.set_local(sid, 2)
+        await a._sync_once()
+        await b._sync_once()
+        replicas = a.global_key("replicas")
+        client.zadd(replicas, {a.instance_id: 1, b.instance_id: 1})
+        await a._sync_once()  # A is back first: B looks dead
+        assert client.hget(a.stream_key("presence", sid), b.instance_id) == "2"
+        assert client.zscore(replicas, b.instance_id) is not None
+        await b._sync_once()
+        assert (await a.refresh([sid]))[sid] == 5
+    finally:
+        client.close()
+        for e in (a, b):
+            await e.stop()
