@@ -9,7 +9,7 @@ Example::
 
     >>> from nova_monitoring.deploy_options import DeployOptions
     >>> service_resources(DeployOptions())["requests"]
-    {'cpu': '1000m', 'memory': '431Mi'}
+    {'cpu': '1200m', 'memory': '431Mi'}
 """
 
 from __future__ import annotations
@@ -45,9 +45,11 @@ at the cardinality cap, per-stream state, allocator fragmentation)."""
 RECEIVER_CPU_MS_PER_STREAM = 8.0
 """Service CPU per second of one 2.5 Mbit/s stream relayed by nginx: measured 6.35 ms."""
 
-BROADCAST_CPU_MS_PER_VIEWER = 0.03
+BROADCAST_CPU_MS_PER_VIEWER = 0.04
 """Service CPU to send one viewer-count update to one viewer: measured 232.4 ms for
-10,000 viewers (0.023 ms each). At most one update per stream per second
+10,000 viewers (0.023 ms each) on an idle machine, up to 0.035 ms each on a busy one
+(703.1 ms for 19,900 viewers, 33.6 ms for 1,000: the send loop's wall time, which a
+busy 2-core machine stretches). At most one update per stream per second
 (``NOVA_VIEWER_UPDATE_INTERVAL``), so at worst every viewer gets one a second."""
 
 NGINX_CPU_MS_PER_STREAM = 1.5
