@@ -297,15 +297,20 @@ class RedisPresence:
         self._stopping.set()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Bounded: a shutdown must never hang on a connection stuck mid-read.
+        if self._tasks:
+            done, _ = await asyncio.wait(self._tasks, timeout=4 * self._timeout)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("presence: %s failed", task.get_name(), exc_info=task.exception())
         self._tasks = []
         if self._client is not None:
-            with contextlib.suppress(PresenceUnavailable):
-                await self._reap_instance(self._instance, force=True)
+            with contextlib.suppress(PresenceUnavailable, asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    self._reap_instance(self._instance, force=True), timeout=8 * self._timeout
+                )
             with contextlib.suppress(*_ERRORS):
-                await self._client.aclose()
+                await asyncio.wait_for(self._client.aclose(), timeout=2 * self._timeout)
             self._client = None
         self._local.clear()
         self._others.clear()

@@ -139,9 +139,12 @@ class StreamRegistry:
         tasks = [t for t in (self._loop_task, *self._timers.values(), *self._background) if t]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            # Bounded: a step stuck on the backend must not hold the shutdown forever.
+            done, _ = await asyncio.wait(tasks, timeout=2 * self._route_timeout)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("registry: %s failed", task.get_name(), exc_info=task.exception())
         self._loop_task = None
         self._timers.clear()
         self._background.clear()
