@@ -296,11 +296,26 @@ class Cluster:
         return self._stack.enter_context(run_nginx(prefix, conf, rtmp_port, stat_port))
 
     async def close(self) -> None:
-        self._stack.close()
+        """Stop everything, each part even when an earlier one failed to stop (a replica
+        that does not stop in time must not leave the others or nginx running); the
+        first failure is raised at the end."""
+        failures: list[BaseException] = []
+        try:
+            self._stack.close()
+        except Exception as exc:
+            failures.append(exc)
         for replica in reversed(self.replicas):
-            await replica.stop()
+            try:
+                await replica.stop()
+            except Exception as exc:
+                failures.append(exc)
         for proc in self.processes:
-            proc.kill()
+            try:
+                proc.kill()
+            except Exception as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
 
 
 @pytest.fixture
