@@ -4,14 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: setup test lint typecheck unit generate check-generated bench run clean
+.PHONY: setup test lint typecheck unit generate check-generated bench chaos run clean
 
 setup:
 	./scripts/setup
 
 lint: setup
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench chaos
+	$(BIN)/ruff format --check src tests bench chaos
 
 typecheck: setup
 	$(BIN)/mypy src
@@ -31,6 +31,10 @@ test: setup lint typecheck check-generated unit
 
 bench: setup
 	$(PY) -m bench
+
+# The fault suite (real processes on loopback, about 6 minutes): docs/reliability.md.
+chaos: setup
+	$(PY) -m chaos
 
 run: setup
 	$(BIN)/nova-streaming stack up

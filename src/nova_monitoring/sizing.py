@@ -9,7 +9,7 @@ Example::
 
     >>> from nova_monitoring.deploy_options import DeployOptions
     >>> service_resources(DeployOptions())["requests"]
-    {'cpu': '1000m', 'memory': '431Mi'}
+    {'cpu': '880m', 'memory': '431Mi'}
 """
 
 from __future__ import annotations
@@ -33,25 +33,28 @@ __all__ = [
 ]
 
 VIEWER_KIB = 20.0
-"""Resident memory per idle viewer: measured 18.9 KiB at 10,000 viewers."""
+"""Resident memory per idle viewer: measured 19.1 KiB at 10,000 and 19.5 KiB at 19,900 viewers."""
 
 IDLE_SERVICE_MIB = 40.0
-"""Resident memory of a started service with one stream and no viewer: measured 33.0 MiB."""
+"""Resident memory of a started service with one stream and no viewer: measured 34.8 MiB."""
 
 MEMORY_LIMIT_FACTOR = 1.5
 """Limit over request: room for what the viewer benchmark does not load (scrape renders
 at the cardinality cap, per-stream state, allocator fragmentation)."""
 
-RECEIVER_CPU_MS_PER_STREAM = 8.0
-"""Service CPU per second of one 2.5 Mbit/s stream relayed by nginx: measured 6.35 ms."""
+RECEIVER_CPU_MS_PER_STREAM = 1.5
+"""Service CPU per second of one 2.5 Mbit/s stream relayed by nginx: measured 1.02-1.06 ms
+on uvloop and 1.15 ms on asyncio's own loop (the fallback when uvloop is missing)."""
 
-BROADCAST_CPU_MS_PER_VIEWER = 0.03
-"""Service CPU to send one viewer-count update to one viewer: measured 232.4 ms for
-10,000 viewers (0.023 ms each). At most one update per stream per second
-(``NOVA_VIEWER_UPDATE_INTERVAL``), so at worst every viewer gets one a second."""
+BROADCAST_CPU_MS_PER_VIEWER = 0.04
+"""Service CPU to send one viewer-count update to one viewer: measured 216.2 ms for
+10,000 viewers and 656.4 ms for 19,900 (0.022 and 0.033 ms each). At most one update per
+stream per second (``NOVA_VIEWER_UPDATE_INTERVAL``), so at worst every viewer gets one a
+second."""
 
 NGINX_CPU_MS_PER_STREAM = 1.5
-"""nginx-rtmp worker CPU per second of one relayed stream: measured 1.19 ms."""
+"""nginx-rtmp worker CPU per second of one relayed stream: measured 0.49-0.54 ms (1.07-1.19 ms
+in earlier runs on the same machine: kept at the larger)."""
 
 SERVICE_CPU_LIMIT = "2"
 """One event loop plus the metrics render thread use a little over one core at most;

@@ -22,7 +22,10 @@ of a key is its Redis Cluster hash tag, so every script touches one slot:
   ``{p}:reaping:{<instance>}`` lease (SET NX, TTL): its fields are deleted (through its
   ``rstreams`` set), cleaners registered by the registry mark its streams interrupted,
   then it leaves the sorted set. Work is proportional to what the dead instance held,
-  once, not to streams x replicas every second.
+  once, not to streams x replicas every second. An instance live again by then (only
+  its heartbeats had failed, e.g. a Cluster failover longer than the TTL) keeps its
+  fields, and one back during the deletes is marked in ``{{p}}:reaped`` so that its
+  next heartbeat makes it rewrite every count.
 - At start, a replica first reaps every earlier instance of its own replica id (same
   ``NOVA_REPLICA_ID`` after a crash): their counts leave the global sum at once.
 
@@ -66,13 +69,15 @@ _ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 InstanceCleaner = Callable[[str], Awaitable[None]]
 """``cleaner(instance)``: release what a dead instance held (the registry's streams)."""
 
-# Heartbeat, in server time: returns {previous deadline or '', now, live..., '|', dead...}.
+# Heartbeat, in server time: returns {previous deadline or '', now, reaped while alive
+# (1/0), live..., '|', dead...}. KEYS: the replicas set, the "reaped while alive" marks.
 _HEARTBEAT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prev = redis.call('ZSCORE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-local out = {prev or '', tostring(now)}
+local reaped = redis.call('HDEL', KEYS[2], ARGV[1])
+local out = {prev or '', tostring(now), tostring(reaped)}
 for _, r in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
   out[#out + 1] = r
 end
@@ -83,15 +88,35 @@ end
 return out
 """
 
-# Leave the set only if still dead (an instance cut off for a while may be back).
+# Leave the set only if still dead. An instance cut off for a while (every heartbeat
+# failing through a Cluster failover longer than the TTL) may be back, its counts
+# deleted by the reap after it rewrote them: mark it, so that its next heartbeat makes
+# it rewrite them all. KEYS: the replicas set, the marks.
 _FORGET = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if score and (ARGV[2] == '1' or tonumber(score) <= now) then
   redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+elseif score then
+  redis.call('HSET', KEYS[2], ARGV[1], '1')
 end
 return 1
+"""
+
+# {deadline or '', now}: how long ago an instance last heartbeated, in server time.
+_DEADLINE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return {redis.call('ZSCORE', KEYS[1], ARGV[1]) or '', tostring(now)}
+"""
+
+# The live instances now, in server time.
+_LIVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
 """
 
 _ALIVE = """
@@ -264,6 +289,16 @@ class RedisPresence:
         found = await self.script(_ALIVE, [self.global_key("replicas")], [instance])
         return bool(int(found))
 
+    async def heartbeat_age(self, instance: str) -> float | None:
+        """Seconds since ``instance`` last heartbeated (its deadline minus the TTL, on
+        Redis's clock), or None if it is not in the set any more."""
+        deadline, now = await self.script(
+            _DEADLINE, [self.global_key("replicas")], [instance], operation="sync"
+        )
+        if deadline in ("", b"", None):
+            return None
+        return max(0.0, (int(now) - (float(deadline) - self._ttl_ms)) / 1000.0)
+
     async def ping(self) -> bool:
         """True when Redis answers now."""
         try:
@@ -345,9 +380,16 @@ class RedisPresence:
             self._watched.pop(stream_id, None)
 
     async def refresh(self, stream_ids: Iterable[str]) -> dict[str, int]:
-        """Read the other replicas' counts now; returns local + others per stream."""
+        """Read the other replicas' counts now; returns local + others per stream.
+
+        An instance counts if it was live at this replica's last heartbeat *or* is live
+        now: after a Cluster failover longer than the TTL every deadline has lapsed, and
+        each instance is back at its own next heartbeat, so either view alone can miss
+        a live instance at the moment an end reads its final count."""
         ids = list(dict.fromkeys(stream_ids))
-        others = await self._read_others(ids, operation="read")
+        now = await self.script(_LIVE, [self.global_key("replicas")], [], operation="read")
+        live = self._live | frozenset(str(r) for r in now)
+        others = await self._read_others(ids, operation="read", live=live)
         for s in ids:
             if s in self._local or s in self._watched:
                 self._others[s] = others[s]
@@ -368,9 +410,11 @@ class RedisPresence:
 
     # --- background work ---
 
-    async def _read_others(self, ids: list[str], *, operation: str) -> dict[str, int]:
+    async def _read_others(
+        self, ids: list[str], *, operation: str, live: frozenset[str] | None = None
+    ) -> dict[str, int]:
         result: dict[str, int] = {}
-        live = self._live
+        live = self._live if live is None else live
         for i in range(0, len(ids), _BATCH):
             chunk = ids[i : i + _BATCH]
             hashes = await self.commands(
@@ -412,15 +456,16 @@ class RedisPresence:
         """Refresh our deadline; (whether it had lapsed or vanished, dead instances)."""
         out = await self.script(
             _HEARTBEAT,
-            [self.global_key("replicas")],
+            [self.global_key("replicas"), self.global_key("reaped")],
             [self._instance, self._ttl_ms],
             operation="heartbeat",
         )
-        prev, now = str(out[0]), int(out[1])
-        split = out.index("|", 2)
-        self._live = frozenset(str(r) for r in out[2:split])
+        prev, now, reaped = str(out[0]), int(out[1]), int(out[2])
+        split = out.index("|", 3)
+        self._live = frozenset(str(r) for r in out[3:split])
         dead = [str(r) for r in out[split + 1 :] if r != self._instance]
-        lapsed = prev == "" or float(prev) <= now
+        # Reaped while alive: some of our counts may be gone, rewrite them all.
+        lapsed = prev == "" or float(prev) <= now or reaped > 0
         return lapsed, dead
 
     async def _clear_earlier_incarnations(self) -> None:
@@ -442,16 +487,21 @@ class RedisPresence:
         index = self.instance_key("rstreams", instance)
         [members] = await self.commands([("smembers", index)], operation="sync")
         streams = sorted(str(s) for s in members)
+        if not force and await self.instance_alive(instance):
+            # Back meanwhile (its heartbeats had only failed): its counts are current,
+            # keep them. _FORGET below marks it in case it came back during the deletes.
+            streams = []
         for i in range(0, len(streams), _BATCH):
             chunk = streams[i : i + _BATCH]
             await self.commands(
                 [("hdel", self.stream_key("presence", s), instance) for s in chunk],
                 operation="sync",
             )
-        await self.commands([("delete", index)], operation="sync")
+        if streams or force:
+            await self.commands([("delete", index)], operation="sync")
         await self.script(
             _FORGET,
-            [self.global_key("replicas")],
+            [self.global_key("replicas"), self.global_key("reaped")],
             [instance, "1" if force else "0"],
             operation="sync",
         )

@@ -22,6 +22,7 @@ from typing import Any
 from nova_streaming.presence import PresenceEngine, PresenceUnavailable
 from nova_streaming.registry.locks import StreamLocks
 from nova_streaming.registry.model import (
+    INTERRUPTED,
     RegistryEvent,
     StreamEnded,
     StreamRecord,
@@ -272,8 +273,10 @@ class StreamRegistry:
         if not grace_seconds >= 0:
             raise ValueError(f"grace_seconds must be >= 0, got {grace_seconds!r}")
         async with self._locks.hold(sid):
-            until = self._wall() + grace_seconds
-            if not await self._store.interrupt(sid, self._me, until, reason):
+            now = self._wall()
+            if not await self._store.interrupt(
+                sid, self._me, now + grace_seconds, reason, interrupted_at=now
+            ):
                 return False
             old = self._timers.pop(sid, None)
             if old is not None:
@@ -356,24 +359,29 @@ class StreamRegistry:
             )
             if record is None:
                 return False
-            await self._finish_locked(record, reason)
+            await self._finish_locked(record, reason, grace_ran_out=if_interrupted)
         return True
 
-    async def _finish_locked(self, record: StreamRecord, reason: str | None) -> None:
+    async def _finish_locked(
+        self, record: StreamRecord, reason: str | None, *, grace_ran_out: bool = False
+    ) -> None:
         sid = record.stream_id
         self._ending.add(sid)
         try:
-            await self._finish_end(record, reason)
+            await self._finish_end(record, reason, grace_ran_out=grace_ran_out)
         finally:
             self._ending.discard(sid)
 
-    async def _finish_end(self, record: StreamRecord, reason: str | None) -> None:
+    async def _finish_end(
+        self, record: StreamRecord, reason: str | None, *, grace_ran_out: bool = False
+    ) -> None:
         sid = record.stream_id
         try:
             final = (await self._presence.refresh([sid]))[sid]
         except PresenceUnavailable:
             final = self._presence.global_count(sid)
-        duration = max(0.0, self._wall() - record.started_at)
+        end = self._end_time(record) if grace_ran_out else self._wall()
+        duration = max(0.0, end - record.started_at)
         owned = self._owned.get(sid)
         if owned is not None and owned.started_at != record.started_at:
             # Another broadcast of this id is ours now: its metrics are not this end's.
@@ -409,6 +417,16 @@ class StreamRegistry:
         except PresenceUnavailable:
             # Other replicas notice through their periodic existence check.
             log.warning("registry: could not announce the end of %s", sid)
+
+    def _end_time(self, record: StreamRecord) -> float:
+        """When a stream whose grace ran out with no re-push really ended: when its
+        media stopped (the relay's drop, or a dead owner's last heartbeat), not when the
+        grace expired. (An end asked for explicitly, e.g. ``on_publish_done``, ends
+        now: the broadcaster stopped then, and an owner only taken for dead during an
+        outage may not have re-asserted its stream yet.)"""
+        if record.state == INTERRUPTED and record.interrupted_at is not None:
+            return min(self._wall(), record.interrupted_at)
+        return self._wall()
 
     def _deliver(self, ended: StreamEnded) -> None:
         """Local effects of an end, whoever decided it."""
@@ -555,7 +573,7 @@ class StreamRegistry:
                     record.stream_id,
                     reason,
                 )
-                await self._finish_locked(record, reason or REASON_OWNER_LOST)
+                await self._finish_locked(record, reason or REASON_OWNER_LOST, grace_ran_out=True)
 
     async def _reconcile(self, sid: str, status: StreamStatus) -> None:
         """Ownership from the store wins over what this replica believes: a missed

@@ -42,7 +42,13 @@ class MemoryStore:
             self._streams[stream_id] = rec
             return rec, None
         rec = replace(
-            old, owner=owner, instance=owner, region=region, state=ACTIVE, grace_until=None
+            old,
+            owner=owner,
+            instance=owner,
+            region=region,
+            state=ACTIVE,
+            grace_until=None,
+            interrupted_at=None,
         )
         self._streams[stream_id] = rec
         return rec, old.owner
@@ -86,13 +92,25 @@ class MemoryStore:
         return rec
 
     async def interrupt(
-        self, stream_id: str, owner: str, grace_until: float, reason: str = "interrupted"
+        self,
+        stream_id: str,
+        owner: str,
+        grace_until: float,
+        reason: str = "interrupted",
+        *,
+        interrupted_at: float | None = None,
     ) -> bool:
-        """Mark interrupted if ``owner`` holds it."""
+        """Mark interrupted if ``owner`` holds it (the first interruption time is kept)."""
         rec = self._streams.get(stream_id)
         if rec is None or rec.owner != owner:
             return False
-        self._streams[stream_id] = replace(rec, state=INTERRUPTED, grace_until=grace_until)
+        since = rec.interrupted_at if rec.state == INTERRUPTED else None
+        self._streams[stream_id] = replace(
+            rec,
+            state=INTERRUPTED,
+            grace_until=grace_until,
+            interrupted_at=since if since is not None else interrupted_at,
+        )
         return True
 
     async def reassert(self, record: StreamRecord, *, interrupted: bool) -> bool:

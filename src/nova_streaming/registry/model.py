@@ -79,6 +79,10 @@ class StreamRecord:
     grace_until: float | None = None
     instance: str = ""
     orphaned: bool = False
+    # Wall-clock time the stream's media stopped, while ``interrupted``: the relay's
+    # drop, or, for a dead owner's stream, the owner's last heartbeat. An end of the
+    # stream without a re-push counts its duration up to here, not to the grace's end.
+    interrupted_at: float | None = None
 
     def to_api(self, *, viewers: int) -> dict[str, Any]:
         """The JSON object ``/api/v1/streams`` returns for this stream."""

@@ -3,8 +3,9 @@
 Keys (``{p}`` is ``NOVA_REDIS_PREFIX``; a ``{...}`` part is the Redis Cluster hash tag):
 
 - ``{p}:stream:{<id>}``: hash ``region, stream_type, started_at, owner, instance, state,
-  grace_until, reason, orphaned``. ``owner`` is the replica id, ``instance`` the owning
-  process (``<replica id>#<hex>``), which fences everything a dead process left.
+  grace_until, reason, orphaned, interrupted_at``. ``owner`` is the replica id,
+  ``instance`` the owning process (``<replica id>#<hex>``), which fences everything a
+  dead process left. ``interrupted_at``: when an interrupted stream's media stopped.
 - ``{p}:ended:{<id>}``: a tombstone (10 min) telling "ended" from "lost": after a Redis
   restart without persistence owners restore their streams, and other replicas do not
   mistake the lost records for ends. ``{p}:auth:{<id>}``: what ``on_publish`` authorized.
@@ -49,7 +50,7 @@ if not prev then
 else
   redis.call('HSET', KEYS[1], 'owner', ARGV[3], 'instance', ARGV[4], 'region', ARGV[1],
              'state', 'active')
-  redis.call('HDEL', KEYS[1], 'grace_until', 'orphaned', 'reason')
+  redis.call('HDEL', KEYS[1], 'grace_until', 'orphaned', 'reason', 'interrupted_at')
 end
 return {prev, redis.call('HGETALL', KEYS[1])}
 """
@@ -71,21 +72,34 @@ redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 return flat
 """
 
+# ARGV: instance, grace_until, reason, interrupted_at (kept if already interrupted).
 _INTERRUPT = """
 if redis.call('HGET', KEYS[1], 'instance') ~= ARGV[1] then
   return 0
+end
+if redis.call('HGET', KEYS[1], 'state') ~= 'interrupted'
+   or not redis.call('HGET', KEYS[1], 'interrupted_at') then
+  redis.call('HSET', KEYS[1], 'interrupted_at', ARGV[4])
 end
 redis.call('HSET', KEYS[1], 'state', 'interrupted', 'grace_until', ARGV[2], 'reason', ARGV[3])
 return 1
 """
 
-# A dead instance's stream: interrupted (grace from now unless already running), orphaned.
+# A dead instance's stream: interrupted (grace from now unless already running; media
+# taken as stopped at ARGV[3], the instance's last heartbeat, or at the start if that
+# came after it), orphaned.
 _ORPHAN = """
 if redis.call('HGET', KEYS[1], 'instance') ~= ARGV[1] then
   return false
 end
 if redis.call('HGET', KEYS[1], 'state') ~= 'interrupted' then
-  redis.call('HSET', KEYS[1], 'state', 'interrupted', 'grace_until', ARGV[2])
+  local since = ARGV[3]
+  local started = redis.call('HGET', KEYS[1], 'started_at')
+  if started and tonumber(started) > tonumber(since) then
+    since = started
+  end
+  redis.call('HSET', KEYS[1], 'state', 'interrupted', 'grace_until', ARGV[2],
+             'interrupted_at', since)
 end
 redis.call('HSET', KEYS[1], 'orphaned', '1')
 return redis.call('HGET', KEYS[1], 'grace_until')
@@ -100,7 +114,7 @@ end
 redis.call('HDEL', KEYS[1], 'orphaned')
 if ARGV[2] == '0' and redis.call('HGET', KEYS[1], 'state') == 'interrupted' then
   redis.call('HSET', KEYS[1], 'state', 'active')
-  redis.call('HDEL', KEYS[1], 'grace_until', 'reason')
+  redis.call('HDEL', KEYS[1], 'grace_until', 'reason', 'interrupted_at')
 end
 return 1
 """
@@ -140,6 +154,9 @@ redis.call('HSET', KEYS[1], 'region', ARGV[1], 'stream_type', ARGV[2], 'started_
 if ARGV[7] ~= '' then
   redis.call('HSET', KEYS[1], 'grace_until', ARGV[7])
 end
+if ARGV[8] ~= '' then
+  redis.call('HSET', KEYS[1], 'interrupted_at', ARGV[8])
+end
 return 1
 """
 
@@ -153,6 +170,7 @@ def _fields(flat: Any) -> dict[str, str]:
 def _record(stream_id: str, flat: Any) -> StreamRecord:
     fields = _fields(flat)
     grace = fields.get("grace_until")
+    since = fields.get("interrupted_at")
     return StreamRecord(
         stream_id=stream_id,
         region=fields.get("region", ""),
@@ -163,6 +181,7 @@ def _record(stream_id: str, flat: Any) -> StreamRecord:
         grace_until=None if grace is None else float(grace),
         instance=fields.get("instance", ""),
         orphaned=fields.get("orphaned") == "1",
+        interrupted_at=None if since is None else float(since),
     )
 
 
@@ -295,6 +314,7 @@ class RedisStore:
                 self.instance_id,
                 record.state,
                 "" if record.grace_until is None else repr(record.grace_until),
+                "" if record.interrupted_at is None else repr(record.interrupted_at),
             ],
         )
         if not int(done):
@@ -309,13 +329,21 @@ class RedisStore:
         return True
 
     async def interrupt(
-        self, stream_id: str, owner: str, grace_until: float, reason: str = "interrupted"
+        self,
+        stream_id: str,
+        owner: str,
+        grace_until: float,
+        reason: str = "interrupted",
+        *,
+        interrupted_at: float | None = None,
     ) -> bool:
-        """Mark interrupted if this process holds it (``owner`` is this replica)."""
+        """Mark interrupted if this process holds it (``owner`` is this replica); the
+        first interruption time is kept."""
+        since = self._wall() if interrupted_at is None else interrupted_at
         done = await self._engine.script(
             _INTERRUPT,
             [self._key("stream", stream_id)],
-            [self.instance_id, repr(grace_until), reason],
+            [self.instance_id, repr(grace_until), reason, repr(since)],
         )
         if not int(done):
             return False
@@ -385,10 +413,15 @@ class RedisStore:
         re-push (take-over), then the sweep ends them (``owner_lost``), once."""
         owned = self._owned(instance)
         [members] = await self._engine.commands([("smembers", owned)])
-        grace_until = self._wall() + self._orphan_grace
+        now = self._wall()
+        grace_until = now + self._orphan_grace
+        # The media of a dead owner's streams stopped when it did: the best the store
+        # knows is its last heartbeat (an age on Redis's clock, applied to ours).
+        age = await self._engine.heartbeat_age(instance)
+        since = now - age if age is not None else now
         for raw in sorted(str(m) for m in members):
             until = await self._engine.script(
-                _ORPHAN, [self._key("stream", raw)], [instance, repr(grace_until)]
+                _ORPHAN, [self._key("stream", raw)], [instance, repr(grace_until), repr(since)]
             )
             if until is not None:
                 await self._engine.commands([("zadd", self._grace, {raw: float(until)})])

@@ -61,10 +61,17 @@ class RegistryStore(Protocol):
         ...
 
     async def interrupt(
-        self, stream_id: str, owner: str, grace_until: float, reason: str = "interrupted"
+        self,
+        stream_id: str,
+        owner: str,
+        grace_until: float,
+        reason: str = "interrupted",
+        *,
+        interrupted_at: float | None = None,
     ) -> bool:
         """Mark ``owner``'s stream as waiting for a re-push until ``grace_until`` (ended
-        with ``reason`` if none comes); False if not its owner."""
+        with ``reason`` if none comes), its media stopped at ``interrupted_at`` (kept if
+        already interrupted); False if not its owner."""
         ...
 
     async def reassert(self, record: StreamRecord, *, interrupted: bool) -> bool:
