@@ -72,12 +72,15 @@ redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 return flat
 """
 
-# ARGV: instance, grace_until, reason, interrupted_at (kept if already interrupted).
+# ARGV: instance, grace_until, reason, interrupted_at (kept if the owner had interrupted
+# it already; not if it was orphaned: the owner, alive, knows better than its last
+# heartbeat).
 _INTERRUPT = """
 if redis.call('HGET', KEYS[1], 'instance') ~= ARGV[1] then
   return 0
 end
 if redis.call('HGET', KEYS[1], 'state') ~= 'interrupted'
+   or redis.call('HGET', KEYS[1], 'orphaned') == '1'
    or not redis.call('HGET', KEYS[1], 'interrupted_at') then
   redis.call('HSET', KEYS[1], 'interrupted_at', ARGV[4])
 end

@@ -83,6 +83,31 @@ async def test_sweep_end_counts_the_duration_up_to_the_interruption(
     assert duration_sum(other) == 40.0
 
 
+async def test_live_owner_taken_for_dead_records_its_own_drop(
+    shared_engine: dict[str, Any], replicas: Replicas, new_stream_id: Callable[[], str], wait: Wait
+) -> None:
+    """An owner taken for dead (its stream orphaned with its last heartbeat as the media
+    stop) whose relay then really drops: the end counts up to the drop it reports."""
+    clock = [1_000.0]
+    owner = await replicas(**shared_engine)
+    registry = owner.service.registry
+    registry._wall = lambda: clock[0]
+    registry.store._wall = lambda: clock[0]
+    registry._loop_task.cancel()  # no re-assert in between: the orphan mark stays
+    events: list[StreamEnded] = []
+    registry.add_end_listener(events.append)
+    sid = new_stream_id()
+    await registry.start(sid, "test-1", "live")
+    clock[0] += 40.0
+    await registry.store._orphan_streams_of(owner.service.presence.instance_id)
+    orphan = await registry.get(sid)
+    assert orphan is not None and orphan.orphaned and orphan.interrupted_at is not None
+    clock[0] += 10.0
+    assert await registry.interrupt(sid, 0.3, reason="rtmp_connection_failed")
+    await wait(lambda: events, what="grace end")
+    assert events == [StreamEnded(sid, "rtmp_connection_failed", 0, 50.0)]
+
+
 async def test_same_id_restart_ends_old_streams_at_the_last_heartbeat(
     shared_engine: dict[str, Any],
     replicas: Replicas,
