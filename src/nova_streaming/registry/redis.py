@@ -418,10 +418,13 @@ class RedisStore:
         [members] = await self._engine.commands([("smembers", owned)])
         now = self._wall()
         grace_until = now + self._orphan_grace
-        # The media of a dead owner's streams stopped when it did: the best the store
-        # knows is its last heartbeat (an age on Redis's clock, applied to ours).
+        # The media of a dead owner's streams stopped when it did. The store knows its
+        # last heartbeat (an age on Redis's clock, applied to ours); alive, it would have
+        # heartbeated again within a sync interval plus that sync's own time: take two
+        # intervals after it (never after now), so a real stop is not cut short.
         age = await self._engine.heartbeat_age(instance)
-        since = now - age if age is not None else now
+        slack = 2 * self._engine.settings.presence_sync_interval
+        since = now - max(0.0, age - slack) if age is not None else now
         for raw in sorted(str(m) for m in members):
             until = await self._engine.script(
                 _ORPHAN, [self._key("stream", raw)], [instance, repr(grace_until), repr(since)]

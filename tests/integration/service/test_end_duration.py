@@ -116,8 +116,9 @@ async def test_same_id_restart_ends_old_streams_at_the_last_heartbeat(
 ) -> None:
     """A replica with an explicit id dies (its loops stop, nothing cleaned up) and comes
     back under the same id once its heartbeat has lapsed: its old stream ends as
-    ``owner_lost`` with the duration up to the old process's last heartbeat, not up to
-    the restart plus the grace."""
+    ``owner_lost`` with the duration up to the interruption time the store recorded
+    (the old process's last heartbeat plus two sync intervals, before the restart), not
+    up to the restart plus the grace."""
     same = {**shared_engine, "replica_id": f"pod-{uuid.uuid4().hex[:6]}", "stream_grace": 3.0}
     old = await replicas(**same)
     sid = new_stream_id()
