@@ -3,7 +3,7 @@
 ``python -m bench._ws_servers nova``: the real service app (``create_app`` with the
 memory presence engine, served by uvicorn with the service's own ``uvicorn_config``, on
 the service's event loop: ``nova_streaming.runner.new_event_loop``, uvloop when
-installed, and uvicorn's HTTP parser choice, httptools when installed) with one active
+installed, and the service's HTTP parser, h11) with one active
 stream started through the registry. ``nova-asyncio-h11``: the same app on asyncio's
 own loop with uvicorn's h11 parser (the service without its speedups). ``bare``: a bare
 ``websockets`` asyncio server that keeps every connection open (on asyncio's loop, as

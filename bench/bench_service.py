@@ -1,7 +1,7 @@
 """Idle viewers per process, memory per connection and the time of one broadcast to all.
 
 The service under test (the real app, its own process, on the runtime the service picks:
-uvloop and httptools when installed) against a bare ``websockets`` server (its own
+uvloop when installed, h11) against a bare ``websockets`` server (its own
 process) at 1k, 10k and 20k connected viewers (or as many as the machine's open-file
 limit allows), side by side, client processes driving both the same way, broadcasts in
 turn; then, at 10k viewers, the runtime choices compared the same way: the service on
@@ -52,7 +52,7 @@ _PROSE = f"""
 **Server under test: the service itself**: `create_app` with the memory presence engine,
 served by uvicorn with the service's own `uvicorn_config` (sans-I/O websockets, the
 default keep-alive pings) on the service's own runtime (`nova_streaming.runner`: uvloop's
-event loop and uvicorn's httptools parser when installed, as the `service` extra does),
+event loop when installed, as the `service` extra does, and uvicorn's h11 parser),
 in its own process (`bench/_ws_servers.py nova`), with one
 stream started through `app.state.service.registry.start`; viewers connect to
 `/ws/streams/{{id}}`, get their `hello` and stay idle. **Baseline: a bare `websockets`
@@ -404,7 +404,7 @@ def run(ctx: Context) -> list[Section]:
         "in turn, is what makes its ratio stable on a shared machine (run one after the "
         "other, the same code measured 0.6x to 1.3x). uvloop is adopted for the RTMP "
         "receiver (next sections), where it wins in every run; for viewers it is on par "
-        "with asyncio's loop. httptools only parses the upgrade request. picows "
+        "with asyncio's loop. httptools (not adopted) only parses the upgrade request. picows "
         "broadcasts faster but holds about twice the memory per connection (a 16 KiB "
         "read buffer each) and would need a listener of its own beside uvicorn's: not "
         "adopted.",

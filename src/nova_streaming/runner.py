@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import resource
+import signal
 import socket
 import time
 from collections.abc import Coroutine, Sequence
-from types import FrameType
+from types import AsyncGeneratorType, FrameType
 from typing import Any, TypeVar
 
 import uvicorn
@@ -57,8 +59,9 @@ def uvicorn_config(
     no task per connection), pings and sizes from ``settings``, lifespan on, viewer
     WebSockets dispatched by :class:`~nova_streaming.viewers.endpoint.ViewerFastPath`.
 
-    ``http="auto"`` is uvicorn's httptools parser when installed (the ``service`` extra),
-    else h11; :func:`run` picks uvloop's event loop the same way.
+    ``http="h11"``: uvicorn's httptools parser measured no gain for viewers (it only
+    parses the upgrade request) and changed the outcome of the Redis-cluster failover
+    chaos scenario, so h11 is pinned; :func:`run` picks uvloop's event loop when installed.
 
     Two choices keep an idle viewer cheap (20k per process, ``NOVA_MAX_CONNECTIONS``):
     ``ws_per_message_deflate=False``: the server only sends JSON of under 200 bytes, and a
@@ -71,7 +74,7 @@ def uvicorn_config(
     return uvicorn.Config(
         ViewerFastPath(app),
         interface="asgi3",
-        http="auto",
+        http="h11",
         host=settings.host,
         port=settings.port,
         ws="websockets-sansio",
@@ -134,7 +137,8 @@ class DrainingServer(uvicorn.Server):
     records the signal; the drain runs as a task started from uvicorn's main-loop tick.
     When it is done, uvicorn's own exit path runs (so the process still ends by the
     signal, 143 for SIGTERM), with its graceful timeout cut to the time left. Should
-    anything still run at the grace, uvicorn is told to force the exit.
+    anything still run at the grace, the shutdown is abandoned (logged with where each
+    remaining part waits) and the process ends by the signal all the same.
 
     Example::
 
@@ -150,6 +154,8 @@ class DrainingServer(uvicorn.Server):
         self._signal: int | None = None
         self._signalled_at = 0.0
         self._drain_task: asyncio.Task[None] | None = None
+        self._serving: asyncio.Task[Any] | None = None
+        self._cut_short = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """First signal after start: drain; later ones (or before start): uvicorn's."""
@@ -192,10 +198,74 @@ class DrainingServer(uvicorn.Server):
         self.config.timeout_graceful_shutdown = max(1, math.floor(left / 2))
         super().handle_exit(sig, None)
 
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's ``serve``, which the grace can cut short (see :meth:`_overdue`)."""
+        self._serving = asyncio.current_task()
+        try:
+            await super().serve(sockets=sockets)
+        except asyncio.CancelledError:
+            if not self._cut_short or self._signal is None:
+                raise
+            # uvicorn restored the original handlers on the way out; end as the signal
+            # does after a complete shutdown (143 for SIGTERM).
+            signal.raise_signal(self._signal)
+
     def _overdue(self) -> None:
+        """The grace is over. ``force_exit`` skips uvicorn's remaining waits, but not
+        the app's shutdown (lifespan) once under way: a part of it that never returns
+        (a Redis call without an answer, a stuck component) would keep the process
+        past the grace, forever. So the serving task is cancelled as well, naming what
+        was still running, and the process ends by the signal."""
         if not self.force_exit:
             log.error("nova-streaming: still shutting down at the grace; forcing the exit")
             self.force_exit = True
+        task = self._serving
+        if task is not None and not task.done():
+            log.error("nova-streaming: abandoning the shutdown; still running: %s", _running())
+            self._cut_short = True
+            task.cancel()
+
+
+def _awaiting(awaitable: object) -> str:
+    """Where ``awaitable`` waits: its chain of awaits, outermost first
+    (``lifespan > IngestComponent.stop > wait``)."""
+    names: list[str] = []
+    current: object = awaitable
+    while current is not None:
+        frame = (
+            getattr(current, "cr_frame", None)
+            or getattr(current, "gi_frame", None)
+            or getattr(current, "ag_frame", None)
+        )
+        if frame is None:
+            break
+        names.append(frame.f_code.co_qualname)
+        current = (
+            getattr(current, "cr_await", None)
+            or getattr(current, "gi_yieldfrom", None)
+            or getattr(current, "ag_await", None)
+        )
+    return " > ".join(names) or "?"
+
+
+def _running() -> str:
+    """What the loop still runs: each other task and each async generator suspended in
+    an await (an ``async with`` body such as the app's lifespan, which a task's chain
+    of awaits does not reach), with where it waits. Only for the abandoned-shutdown
+    log line: it walks the garbage collector's objects."""
+    current = asyncio.current_task()
+    described = [
+        f"task {task.get_name()}: {_awaiting(task.get_coro())}"
+        for task in asyncio.all_tasks()
+        if task is not current and not task.done()
+    ]
+    described += [
+        f"async generator {_awaiting(obj)}"
+        for obj in gc.get_objects()
+        # type(), not isinstance(): gc also holds weak proxies to dead objects.
+        if type(obj) is AsyncGeneratorType and obj.ag_await is not None
+    ]
+    return "; ".join(sorted(described)) or "nothing"
 
 
 async def serve(

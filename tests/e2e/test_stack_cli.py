@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -10,24 +11,68 @@ from pathlib import Path
 import pytest
 
 from nova_streaming.stack.orchestrator import StackPorts
-from nova_streaming.stack.ports import free_port
 from nova_streaming.stack.supervisor import read_state
 
 pytestmark = pytest.mark.slow
 
 
-def _port_flags() -> list[str]:
-    flags: list[str] = []
-    for name in ("rtmp", "nginx_stat", "http", "metrics", "ingest", "prometheus",
-                 "alertmanager", "receiver", "preview", "redis"):  # fmt: skip
-        flags += ["--" + name.replace("_", "-") + "-port", str(free_port())]
+_ROLES = ("rtmp", "nginx_stat", "http", "metrics", "ingest", "prometheus", "alertmanager",
+          "receiver", "preview", "redis")  # fmt: skip
+_REPLICA_ROLES = ("http", "metrics", "ingest")
+_STEP = 100
+
+
+def _reserve(port: int = 0) -> socket.socket | None:
+    """Hold ``port`` (0: one of the kernel's choice) bound but not listening, with
+    SO_REUSEADDR: nobody else can bind it or get it as an ephemeral port, yet the
+    stack's own check (a SO_REUSEADDR bind and a connect) still finds it free."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except (OSError, OverflowError):
+        sock.close()
+        return None
+    return sock
+
+
+def _reserve_run(count: int) -> list[socket.socket]:
+    """``count`` held ports ``_STEP`` apart (a role's port for each replica)."""
+    while True:
+        first = _reserve()
+        if first is None:
+            raise RuntimeError("no free port on 127.0.0.1")
+        held = [first]
+        port = int(first.getsockname()[1])
+        for index in range(1, count):
+            sock = _reserve(port + index * _STEP)
+            if sock is None:
+                break
+            held.append(sock)
+        if len(held) == count:
+            return held
+        for sock in held:
+            sock.close()
+
+
+def _port_flags(held: contextlib.ExitStack, replicas: int) -> list[str]:
+    """A ``--*-port`` flag per role, every port the stack would use (replica ``i``'s
+    ones too, ``i * step`` above the first's) held until ``held`` closes: a port merely
+    seen free could be taken by another process before ``stack up`` checks it, and the
+    error would then name that port instead of the one the test took."""
+    flags = ["--replica-step", str(_STEP)]
+    for name in _ROLES:
+        ports = _reserve_run(replicas if name in _REPLICA_ROLES else 1)
+        for sock in ports:
+            held.enter_context(sock)
+        flags += ["--" + name.replace("_", "-") + "-port", str(ports[0].getsockname()[1])]
     return flags
 
 
 def test_stack_up_with_a_taken_port_fails_naming_it(tmp_path: Path) -> None:
     """A port already in use stops `stack up` before anything starts, naming the port."""
-    flags = _port_flags()
-    with socket.socket() as taken:
+    with contextlib.ExitStack() as held, socket.socket() as taken:
+        flags = _port_flags(held, replicas=2)
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]

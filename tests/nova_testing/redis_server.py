@@ -12,6 +12,8 @@ import redis
 from nova_testing.ports import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+BIND_ATTEMPTS = 3
+"""First starts of a server whose free port another process bound before it could."""
 
 
 class RedisServer:
@@ -32,13 +34,32 @@ class RedisServer:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="nova-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
+        self._started = False
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        """Start the server and return once it answers PING."""
+        """Start the server and return once it answers PING.
+
+        The port was only seen free: another process may bind it first. On the first
+        start the server then gets a new free port (up to ``BIND_ATTEMPTS`` in all); a
+        restart must keep its port, so there the failure is raised. "Answers" means
+        this process answers: a PING could otherwise reach whatever Redis took the
+        port (another test's, perhaps stopped or about to be killed)."""
+        attempts = 1 if self._started else BIND_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            if self._launch():
+                self._started = True
+                return
+            if attempt < attempts:
+                self.port = free_port()
+        raise RuntimeError(f"redis-server did not start on {self.port} (port taken?)")
+
+    def _launch(self) -> bool:
+        """Run redis-server on ``self.port``; True once it answers, False if it exited
+        (its port taken); RuntimeError if it neither answers nor exits in time."""
         self.proc = subprocess.Popen(
             [
                 REDIS_SERVER,
@@ -60,13 +81,18 @@ class RedisServer:
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5)
         try:
             while True:
+                if self.proc.poll() is not None:
+                    self.proc = None
+                    return False
                 try:
-                    if client.ping():
-                        return
+                    if int(client.info("server")["process_id"]) == self.proc.pid:
+                        return True
                 except redis.RedisError:
-                    if self.proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"redis-server did not start on {self.port}") from None
-                    time.sleep(0.02)
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"redis-server did not answer on {self.port}")
+                time.sleep(0.02)
         finally:
             client.close()
 

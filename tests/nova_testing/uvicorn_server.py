@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import time
 
 import uvicorn
+
+from nova_testing.tasks import describe_tasks
+
+SHUTDOWN_MARGIN = 30.0
+"""Seconds a stopping app may take beyond uvicorn's graceful timeout: the ingest waits
+up to 5 s for its registry steps, the registry and the presence engine a few seconds
+each for their background work and last Redis calls."""
 
 
 class UvicornServer:
@@ -49,11 +55,28 @@ class UvicornServer:
                 raise RuntimeError(f"{self.name} did not start")
             await asyncio.sleep(0.01)
 
-    async def stop(self) -> None:
-        """Ask uvicorn to exit (graceful shutdown, lifespan end) and wait; idempotent."""
+    async def stop(self, within: float | None = None) -> None:
+        """Ask uvicorn to exit (graceful shutdown, lifespan end) and wait; idempotent.
+
+        The wait is bounded: uvicorn's own graceful timeout for open connections plus
+        ``SHUTDOWN_MARGIN`` for the app's shutdown (its parts bound their own waits).
+        Past that, the failure names every task still running, with its stack, and the
+        server is forced down, instead of the test hanging until pytest-timeout."""
         if self.task is not None:
+            task, self.task = self.task, None
             self.server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-            self.task = None
+            if within is None:
+                within = (self.server.config.timeout_graceful_shutdown or 0) + SHUTDOWN_MARGIN
+            done, _ = await asyncio.wait([task], timeout=within)
+            if not done:
+                stuck = describe_tasks(asyncio.all_tasks() - {asyncio.current_task()})
+                self.server.force_exit = True
+                task.cancel()
+                await asyncio.wait([task], timeout=5)
+                self.sock.close()
+                raise AssertionError(
+                    f"{self.name} did not stop within {within:g} s; still running:\n{stuck}"
+                )
+            if not task.cancelled():
+                task.result()
         self.sock.close()

@@ -44,6 +44,8 @@ VENV_BIN = Path(sys.executable).parent
 # `stream_grace` later; the sync interval is min(1, TTL/4).
 TTL = 1.2
 GRACE = 1.0
+# Starts of a replica process whose port was taken before it could bind it.
+_BIND_ATTEMPTS = 3
 
 
 def settings_for(redis_url: str, **changes: Any) -> Settings:
@@ -80,6 +82,9 @@ class Replica:
         self.service = self.app.state.service
         self.registry = self.service.registry
         self.component = ingest_component(self.app)
+        # The receiver binds a port of the kernel's choosing at start: a port picked free
+        # beforehand could be taken by another process before the bind.
+        self.component.port = 0
         self.server = UvicornServer(
             uvicorn_config(self.app, settings, log_level="warning"), name="replica"
         )
@@ -91,7 +96,11 @@ class Replica:
 
     @property
     def ingest_port(self) -> int:
-        return self.settings.ingest_port
+        """The RTMP receiver's bound port (once started)."""
+        receiver = self.component.receiver
+        if receiver is None:
+            raise RuntimeError("replica not started: its ingest port is chosen at start")
+        return receiver.port
 
     def ws(self, stream_id: str) -> str:
         return f"ws://127.0.0.1:{self.port}/ws/streams/{stream_id}"
@@ -104,6 +113,20 @@ class Replica:
 
     async def stop(self) -> None:
         await self.server.stop()
+
+
+class ReplicaExited(RuntimeError):
+    """A replica process ended before it was ready; ``output`` is what it logged."""
+
+    def __init__(self, replica_id: str, returncode: int, output: str) -> None:
+        super().__init__(f"replica {replica_id} exited: {returncode}\n{output[-3000:]}")
+        self.output = output
+
+    @property
+    def port_taken(self) -> bool:
+        """It failed to bind a port (EADDRINUSE): another process took a port between
+        ``free_port()`` and the replica's bind (uvicorn exits 3, the metrics server 1)."""
+        return "[Errno 98]" in self.output
 
 
 class ReplicaProcess:
@@ -120,6 +143,7 @@ class ReplicaProcess:
         log: Path | None = None,
     ) -> None:
         self.replica_id = replica_id
+        self.log = log
         self.port, self.metrics_port, self.ingest_port = free_port(), free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("NOVA_")}
         out = subprocess.DEVNULL if log is None else log.open("ab")
@@ -155,11 +179,14 @@ class ReplicaProcess:
         return f"http://127.0.0.1:{self.port}"
 
     async def ready(self) -> None:
+        """Return once ``/readyz`` answers 200; :class:`ReplicaExited` (with the output,
+        when logged) if the process ends first."""
         deadline = time.monotonic() + 20
         async with httpx.AsyncClient(timeout=1) as client:
             while True:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"replica {self.replica_id} exited: {self.proc.returncode}")
+                    output = self.log.read_text(errors="replace") if self.log else ""
+                    raise ReplicaExited(self.replica_id, self.proc.returncode, output)
                 with contextlib.suppress(httpx.HTTPError):
                     if (await client.get(self.http + "/readyz")).status_code == 200:
                         return
@@ -214,6 +241,7 @@ class Cluster:
         self._publishers = publishers
         self._stack = stack
         self._tmp = tmp_path
+        self._started = 0
 
     async def replica(self, **changes: Any) -> Replica:
         """An in-process replica (settings overridable), started."""
@@ -222,12 +250,29 @@ class Cluster:
         await replica.start()
         return replica
 
-    async def process(self, replica_id: str, **kwargs: Any) -> ReplicaProcess:
-        """A ``nova-streaming serve`` subprocess replica, ready."""
-        proc = ReplicaProcess(self.redis.url, replica_id=replica_id, **kwargs)
-        self.processes.append(proc)
-        await proc.ready()
-        return proc
+    async def process(
+        self, replica_id: str, *, log: Path | None = None, **kwargs: Any
+    ) -> ReplicaProcess:
+        """A ``nova-streaming serve`` subprocess replica, ready (its output goes to
+        ``log``, by default a file under the test's tmp_path).
+
+        Its three ports are picked free, but another process on the machine may bind
+        one before the replica does; then the replica is started again on new ports
+        (the failed attempt's output is kept beside ``log``, as ``*.port-taken-N``)."""
+        self._started += 1
+        log = log or self._tmp / f"{replica_id}-{self._started}.log"
+        for attempt in range(1, _BIND_ATTEMPTS + 1):
+            proc = ReplicaProcess(self.redis.url, replica_id=replica_id, log=log, **kwargs)
+            self.processes.append(proc)
+            try:
+                await proc.ready()
+            except ReplicaExited as exc:
+                if not exc.port_taken or attempt == _BIND_ATTEMPTS:
+                    raise
+                log.rename(log.with_name(f"{log.name}.port-taken-{attempt}"))
+                continue
+            return proc
+        raise AssertionError("unreachable")
 
     async def publisher(self, port: int) -> RtmpPublisher:
         """A crafted RTMP publisher connected to ``port`` (closed at teardown)."""
@@ -251,11 +296,26 @@ class Cluster:
         return self._stack.enter_context(run_nginx(prefix, conf, rtmp_port, stat_port))
 
     async def close(self) -> None:
-        self._stack.close()
+        """Stop everything, each part even when an earlier one failed to stop (a replica
+        that does not stop in time must not leave the others or nginx running); the
+        first failure is raised at the end."""
+        failures: list[BaseException] = []
+        try:
+            self._stack.close()
+        except Exception as exc:
+            failures.append(exc)
         for replica in reversed(self.replicas):
-            await replica.stop()
+            try:
+                await replica.stop()
+            except Exception as exc:
+                failures.append(exc)
         for proc in self.processes:
-            proc.kill()
+            try:
+                proc.kill()
+            except Exception as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
 
 
 @pytest.fixture

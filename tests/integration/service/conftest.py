@@ -105,8 +105,15 @@ async def replicas() -> AsyncIterator[Callable[..., Awaitable[Replica]]]:
     try:
         yield make
     finally:
+        # Each one is stopped even when an earlier one failed to; the first failure wins.
+        failures: list[BaseException] = []
         for replica in reversed(started):
-            await replica.stop()
+            try:
+                await replica.stop()
+            except Exception as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
 
 
 @pytest.fixture(scope="session")
