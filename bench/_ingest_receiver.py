@@ -4,9 +4,10 @@
 on a free loopback port with :class:`MetricsSink`, which does per event what the
 service's ingest sink does on its hot path (the frame latency histogram for every video
 frame, the per-stream bitrate gauge, counted errors) into a private
-``StreamingMetrics``, without the registry's admission steps. Prints
-``{"port", "pid"}`` when ready; ``{"cmd": "stats"}`` answers with the sessions
-publishing and what they received; ``{"cmd": "quit"}`` stops it.
+``StreamingMetrics``, without the registry's admission steps, on the service's event
+loop (or asyncio's, by argument). Prints ``{"port", "pid", "loop"}`` when ready;
+``{"cmd": "stats"}`` answers with the sessions publishing and what they received;
+``{"cmd": "quit"}`` stops it.
 
 Example::
 
@@ -75,7 +76,8 @@ async def run() -> None:
     sink = MetricsSink(StreamingMetrics(CollectorRegistry(), regions=[REGION]))
     receiver = IngestReceiver(sink, host="127.0.0.1", port=0, ingest_timeout=30.0)
     await receiver.start()
-    emit({"port": receiver.port, "pid": os.getpid()})
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    emit({"port": receiver.port, "pid": os.getpid(), "loop": loop})
     try:
         async for command in commands():
             if command.get("cmd") == "stats":
@@ -96,12 +98,22 @@ async def run() -> None:
         await receiver.stop()
 
 
-def main() -> int:
-    """``python -m bench._ingest_receiver``."""
+def main(argv: list[str]) -> int:
+    """``python -m bench._ingest_receiver [service|asyncio]``: the event loop the service
+    runs on (:func:`nova_streaming.runner.new_event_loop`: uvloop when installed), or
+    asyncio's own loop for comparison."""
+    from nova_streaming.runner import new_event_loop
+
     raise_nofile()
-    asyncio.run(run())
+    kind = argv[0] if argv else "service"
+    factories = {"service": new_event_loop, "asyncio": asyncio.new_event_loop}
+    if kind not in factories:
+        print(f"usage: python -m bench._ingest_receiver [{'|'.join(factories)}]", file=sys.stderr)
+        return 2
+    with asyncio.Runner(loop_factory=factories[kind]) as runner:
+        runner.run(run())
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

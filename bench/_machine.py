@@ -24,6 +24,10 @@ PACKAGES = (
     "opentelemetry-sdk",
     "uvicorn",
     "h11",
+    "httptools",
+    "uvloop",
+    "websockets",
+    "picows",
     "psutil",
 )
 

@@ -34,6 +34,12 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 NOFILE = 65536
 
 
+def nofile_limit() -> int:
+    """The open-file limit this process (and the children it starts) can reach: the hard
+    ``RLIMIT_NOFILE`` unless root may raise it past :data:`NOFILE`."""
+    return raise_nofile()
+
+
 def raise_nofile(limit: int = NOFILE) -> int:
     """Raise this process's open-file limit to ``limit`` (root may raise the hard limit
     too); returns the soft limit in force afterwards."""
@@ -129,11 +135,16 @@ class Child:
             raise RuntimeError(f"bench: {self.module}: {data['error']}")
         return data
 
-    def request(self, command: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
-        """Send one command and wait for its reply."""
+    def send(self, command: dict[str, Any]) -> None:
+        """Send one command without waiting (collect its answer with :meth:`reply`), so
+        several children can work on their commands at once."""
         assert self.process.stdin is not None
         self.process.stdin.write(json.dumps(command) + "\n")
         self.process.stdin.flush()
+
+    def request(self, command: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+        """Send one command and wait for its reply."""
+        self.send(command)
         return self.reply(timeout)
 
     def stop(self) -> None:

@@ -1,13 +1,18 @@
 """Bench-only WebSocket servers, each run in its own process so its RSS is its own.
 
 ``python -m bench._ws_servers nova``: the real service app (``create_app`` with the
-memory presence engine, served by uvicorn with the service's own ``uvicorn_config``) with
-one active stream started through the registry. ``python -m bench._ws_servers bare``: a
-bare ``websockets`` asyncio server that keeps every connection open. Both bind a free
-loopback port, print ``{"port", "path", "pid"}`` when ready, then answer commands on
-stdin: ``count`` (connections held), ``gc`` (full collection), ``broadcast`` (one
-``viewers`` message to every connection; replies with the monotonic time before and after
-the send loop), ``quit``.
+memory presence engine, served by uvicorn with the service's own ``uvicorn_config``, on
+the service's event loop: ``nova_streaming.runner.new_event_loop``, uvloop when
+installed, and uvicorn's HTTP parser choice, httptools when installed) with one active
+stream started through the registry. ``nova-asyncio-h11``: the same app on asyncio's
+own loop with uvicorn's h11 parser (the service without its speedups). ``bare``: a bare
+``websockets`` asyncio server that keeps every connection open (on asyncio's loop, as
+websockets runs by default); ``bare-uvloop``: the same on uvloop. ``picows``: a bare
+picows server (C WebSocket stack, on uvloop) holding connections, for reference.
+All bind a free loopback port, print ``{"port", "path", "pid", "loop", "http"}`` when
+ready, then answer commands on stdin: ``count`` (connections held), ``gc`` (full
+collection), ``broadcast`` (one ``viewers`` message to every connection; replies with
+the monotonic time before and after the send loop), ``quit``.
 
 Example::
 
@@ -24,7 +29,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from bench._procs import commands, emit, raise_nofile
@@ -48,11 +53,16 @@ def viewers_text(count: int) -> str:
 
 
 async def _serve_commands(
-    count: Callable[[], int], broadcast: Callable[[str], int], port: int, path: str
+    count: Callable[[], int],
+    broadcast: Callable[[str], int],
+    port: int,
+    path: str,
+    http: str = "",
 ) -> None:
     import os
 
-    emit({"port": port, "path": path, "pid": os.getpid()})
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    emit({"port": port, "path": path, "pid": os.getpid(), "loop": loop, "http": http})
     async for command in commands():
         cmd = command.get("cmd")
         reply: dict[str, Any]
@@ -72,8 +82,9 @@ async def _serve_commands(
         emit(reply)
 
 
-async def run_nova() -> None:
-    """The service app with one active stream, until ``quit``."""
+async def run_nova(http: str | None = None) -> None:
+    """The service app with one active stream, until ``quit``; ``http`` overrides
+    uvicorn's HTTP parser choice (``h11``)."""
     import uvicorn
     from prometheus_client import CollectorRegistry
 
@@ -98,7 +109,10 @@ async def run_nova() -> None:
     metrics = StreamingMetrics(CollectorRegistry(), regions=[REGION])
     app = create_app(settings, metrics=metrics)
     service = app.state.service
-    server = uvicorn.Server(uvicorn_config(app, settings, log_level="warning"))
+    config = uvicorn_config(app, settings, log_level="warning")
+    if http is not None:
+        config.http = http
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
@@ -116,7 +130,13 @@ async def run_nova() -> None:
         return sent
 
     try:
-        await _serve_commands(lambda: int(hub.total), broadcast, port, f"/ws/streams/{STREAM_ID}")
+        await _serve_commands(
+            lambda: int(hub.total),
+            broadcast,
+            port,
+            f"/ws/streams/{STREAM_ID}",
+            config.http_protocol_class.__name__,
+        )
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
@@ -147,15 +167,56 @@ async def run_bare() -> None:
         await _serve_commands(lambda: len(connections), send_all, port, f"/ws/streams/{STREAM_ID}")
 
 
+async def run_picows() -> None:
+    """A bare picows server holding connections open, until ``quit``."""
+    from picows import WSListener, WSMsgType, WSTransport, WSUpgradeRequest, ws_create_server
+
+    connections: set[WSTransport] = set()
+
+    class Holder(WSListener):  # type: ignore[misc]
+        def on_ws_connected(self, transport: WSTransport) -> None:
+            connections.add(transport)
+
+        def on_ws_disconnected(self, transport: WSTransport) -> None:
+            connections.discard(transport)
+
+    def factory(_request: WSUpgradeRequest) -> WSListener:
+        return Holder()
+
+    def send_all(text: str) -> int:
+        payload = text.encode()
+        for transport in connections:
+            transport.send(WSMsgType.TEXT, payload)
+        return len(connections)
+
+    sock = _socket()
+    port = int(sock.getsockname()[1])
+    server = await ws_create_server(factory, sock=sock, enable_auto_ping=True)
+    try:
+        await _serve_commands(lambda: len(connections), send_all, port, f"/ws/streams/{STREAM_ID}")
+    finally:
+        server.close()
+
+
 def main(argv: list[str]) -> int:
-    """Run the server named by ``argv[0]`` (``nova`` or ``bare``)."""
+    """Run the server named by ``argv[0]`` (see the module docstring)."""
+    from nova_streaming.runner import new_event_loop
+
     raise_nofile()
     kind = argv[0] if argv else ""
-    runners = {"nova": run_nova, "bare": run_bare}
+    runners: dict[str, tuple[Callable[[], Coroutine[Any, Any, None]], Callable[[], Any]]] = {
+        "nova": (run_nova, new_event_loop),
+        "nova-asyncio-h11": (lambda: run_nova("h11"), asyncio.new_event_loop),
+        "bare": (run_bare, asyncio.new_event_loop),
+        "bare-uvloop": (run_bare, new_event_loop),
+        "picows": (run_picows, new_event_loop),
+    }
     if kind not in runners:
         print(f"usage: python -m bench._ws_servers {'|'.join(runners)}", file=sys.stderr)
         return 2
-    asyncio.run(runners[kind]())
+    main_coro, loop_factory = runners[kind]
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(main_coro())
     return 0
 
 

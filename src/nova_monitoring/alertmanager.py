@@ -122,6 +122,19 @@ _INHIBITS: tuple[_Inhibit, ...] = (
         target=(Matcher("alertname", "=", "StreamingMetricsScrapeNearTimeout"),),
         equal=("namespace", "cluster", "instance"),
     ),
+    # A burn fast enough to page also crosses the ticket tiers of the same SLO: while
+    # the page is on, the tickets say nothing new.
+    _Inhibit(
+        source=(
+            Matcher("alertname", "=~", f"{ALERT_NAME_PREFIX}.+BudgetBurn"),
+            Matcher("severity", "=", "critical"),
+        ),
+        target=(
+            Matcher("alertname", "=~", f"{ALERT_NAME_PREFIX}.+BudgetBurn"),
+            Matcher("severity", "=", "warning"),
+        ),
+        equal=("alertname", "slo", "namespace", "cluster"),
+    ),
 )
 
 

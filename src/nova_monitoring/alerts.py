@@ -34,6 +34,7 @@ __all__ = [
     "alert_group",
     "alert_rules",
     "alerts",
+    "render_alert",
     "runbook_anchor",
 ]
 
@@ -59,6 +60,7 @@ class Alert:
     severity: str
     summary: str
     description: str
+    labels: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name.startswith(ALERT_NAME_PREFIX):
@@ -80,7 +82,10 @@ def runbook_anchor(alert_name: str) -> str:
 
 
 def alerts(options: RenderOptions) -> list[Alert]:
-    """Every alert, the guide's five first (design section 4), then the monitor's own."""
+    """Every alert, the guide's five first (design section 4), then the monitor's own.
+
+    The SLO burn-rate alerts live with their recording rules (:mod:`nova_monitoring.slo`).
+    """
     window = options.rate_window
     latency = d.RTMP_INGESTION_LATENCY_SECONDS.name
     latency_bound = format_number(options.latency_seconds)
@@ -244,22 +249,27 @@ def alerts(options: RenderOptions) -> list[Alert]:
     ]
 
 
+def render_alert(alert: Alert, options: RenderOptions) -> Data:
+    """One alert as a Prometheus rule object, with ``for_scale`` applied.
+
+    Labels: ``severity``, the alert's own (``labels``), then the static rule labels.
+    """
+    rule: Data = {"alert": alert.name, "expr": alert.expr}
+    scaled = options.scaled_for(alert.for_)
+    if scaled != "0s":
+        rule["for"] = scaled
+    rule["labels"] = {"severity": alert.severity, **dict(alert.labels), **options.rule_labels}
+    rule["annotations"] = {
+        "summary": alert.summary,
+        "description": alert.description,
+        "runbook_url": f"{options.runbook_base_url}#{runbook_anchor(alert.name)}",
+    }
+    return rule
+
+
 def alert_rules(options: RenderOptions) -> list[Data]:
     """The alerts as Prometheus rule objects, with ``for_scale`` applied."""
-    rendered = []
-    for alert in alerts(options):
-        rule: Data = {"alert": alert.name, "expr": alert.expr}
-        scaled = options.scaled_for(alert.for_)
-        if scaled != "0s":
-            rule["for"] = scaled
-        rule["labels"] = {"severity": alert.severity, **options.rule_labels}
-        rule["annotations"] = {
-            "summary": alert.summary,
-            "description": alert.description,
-            "runbook_url": f"{options.runbook_base_url}#{runbook_anchor(alert.name)}",
-        }
-        rendered.append(rule)
-    return rendered
+    return [render_alert(alert, options) for alert in alerts(options)]
 
 
 def alert_group(options: RenderOptions) -> Data:

@@ -32,13 +32,16 @@ from grafana_foundation_sdk.models import piechart as piechart_m
 from grafana_foundation_sdk.models import prometheus as prometheus_m
 
 from nova_monitoring._types import Data
+from nova_monitoring.promql import le_matcher
 from streaming_metrics import definitions as d
 
 __all__ = [
     "DASHBOARD_TITLE",
     "DASHBOARD_UID",
     "DATASOURCE_VARIABLE",
+    "LATENCY_CAP_TEXT",
     "PANELS",
+    "SLOW_FRAMES_EXPR",
     "WORST_STREAMS",
     "WORST_STREAMS_DROPS",
     "PanelSpec",
@@ -112,6 +115,17 @@ PANELS: tuple[PanelSpec, ...] = (
     ),
 )
 
+
+_LATENCY = d.RTMP_INGESTION_LATENCY_SECONDS.name
+# histogram_quantile never returns more than the top finite bucket bound (1 s), so a
+# p95 of exactly 1000 ms means "1 s or more": the panel says so instead of "1000 ms".
+_LATENCY_CAP_MS = 1000.0 * max(d.RTMP_INGESTION_LATENCY_SECONDS.buckets)
+LATENCY_CAP_TEXT = ">= 1 s"
+SLOW_FRAMES_EXPR = (
+    f"100 * (1 - sum(rate({_LATENCY}_bucket{{{le_matcher(1.0)}}}[{_WINDOW}]))"
+    f" / sum(rate({_LATENCY}_count[{_WINDOW}])))"
+)
+"""Second query of the latency panel: the share (%) of frames slower than 1 s."""
 
 # --- Worst streams now (design section 10) ---
 # The owner's p95 lag per stream, with the stream's region (stream_info has region and
@@ -253,16 +267,54 @@ def _ingest_latency(panel: PanelSpec) -> timeseries_b.Panel:
         timeseries_b.Panel()
         .id(panel.id)
         .title(panel.title)
-        .description("p95 per-frame ingest lag over every replica; acceptable below 100 ms.")
+        .description(
+            "p95 per-frame ingest lag over every replica; acceptable below 100 ms. The top"
+            " finite bucket is 1 s, so the p95 cannot read above it: 1000 ms shows as"
+            f" '{LATENCY_CAP_TEXT}' and means 'at least 1 s'. 'frames over 1 s' (right"
+            " axis, %) says how many frames are beyond the cap."
+        )
         .datasource(_DATASOURCE)
         # Exemplars on: each slow frame's point names its stream (design section 10).
         .with_target(_query(panel).exemplar(True))
+        .with_target(
+            prometheus_b.Dataquery()
+            .ref_id("B")
+            .datasource(_DATASOURCE)
+            .expr(SLOW_FRAMES_EXPR)
+            .legend_format("frames over 1 s")
+            .range()
+        )
         .grid_pos(_grid(12, 8, 12))
         .unit("ms")
         .min(0)
-        .thresholds(_steps((None, "green"), (100, "red")))
+        .thresholds(_steps((None, "green"), (100, "red"), (_LATENCY_CAP_MS, "dark-red")))
         .thresholds_style(
             common_b.GraphThresholdsStyleConfig().mode(common_m.GraphThresholdsStyleMode.LINE)
+        )
+        .mappings(
+            [
+                dashboard_m.RangeMap(
+                    options=dashboard_m.DashboardRangeMapOptions(
+                        from_val=_LATENCY_CAP_MS,
+                        to=None,
+                        result=dashboard_m.ValueMappingResult(
+                            text=LATENCY_CAP_TEXT, color="dark-red"
+                        ),
+                    )
+                )
+            ]
+        )
+        .override_by_query(
+            "B",
+            [
+                dashboard_m.DynamicConfigValue(id_val="unit", value="percent"),
+                dashboard_m.DynamicConfigValue(id_val="custom.axisPlacement", value="right"),
+                dashboard_m.DynamicConfigValue(id_val="mappings", value=[]),
+                dashboard_m.DynamicConfigValue(
+                    id_val="thresholds",
+                    value={"mode": "absolute", "steps": [{"value": None, "color": "green"}]},
+                ),
+            ],
         )
     )
 

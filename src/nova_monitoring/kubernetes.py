@@ -24,6 +24,8 @@ __all__ = [
     "DASHBOARD_FILE",
     "RECORDING_RULE_NAME",
     "SERVICE_MONITOR_NAME",
+    "SLO_DASHBOARD_CONFIGMAP_NAME",
+    "SLO_DASHBOARD_FILE",
     "alertmanager_config_resource",
     "dashboard_configmap",
     "prometheus_rule",
@@ -35,6 +37,8 @@ ALERTS_RULE_NAME = "nova-streaming-alerts"
 RECORDING_RULE_NAME = "nova-streaming-recording"
 DASHBOARD_CONFIGMAP_NAME = "nova-streaming-dashboard"
 DASHBOARD_FILE = "grafana-streaming-dashboard.json"
+SLO_DASHBOARD_CONFIGMAP_NAME = "nova-streaming-slo-dashboard"
+SLO_DASHBOARD_FILE = "grafana-slo-dashboard.json"
 ALERTMANAGER_CONFIG_NAME = "nova-streaming-alertmanager"
 METRICS_PORT_NAME = "metrics"
 METRICS_PATH = "/metrics"
@@ -106,25 +110,34 @@ def service_monitor(options: RenderOptions) -> Data:
     }
 
 
-def prometheus_rule(name: str, group: Data, options: RenderOptions) -> Data:
-    """A PrometheusRule holding one rule group exactly as the plain rules file has it."""
+def prometheus_rule(name: str, group: Data, options: RenderOptions, *more_groups: Data) -> Data:
+    """A PrometheusRule holding rule groups exactly as the plain rules file has them."""
     return {
         "apiVersion": _MONITORING_API,
         "kind": "PrometheusRule",
         "metadata": _metadata(name, options),
-        "spec": {"groups": [group]},
+        "spec": {"groups": [group, *more_groups]},
     }
 
 
-def dashboard_configmap(dashboard_json: str, options: RenderOptions) -> Data:
-    """The dashboard JSON in a ConfigMap the Grafana sidecar loads (``grafana_dashboard``)."""
-    metadata = _metadata(DASHBOARD_CONFIGMAP_NAME, options, release=False)
+def dashboard_configmap(
+    dashboard_json: str,
+    options: RenderOptions,
+    *,
+    name: str = DASHBOARD_CONFIGMAP_NAME,
+    file: str = DASHBOARD_FILE,
+) -> Data:
+    """A dashboard JSON in a ConfigMap the Grafana sidecar loads (``grafana_dashboard``).
+
+    ``name`` and ``file`` default to the guide's dashboard; the SLO dashboard has its own.
+    """
+    metadata = _metadata(name, options, release=False)
     metadata["labels"]["grafana_dashboard"] = "1"
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": metadata,
-        "data": {DASHBOARD_FILE: dashboard_json},
+        "data": {file: dashboard_json},
     }
 
 

@@ -28,6 +28,8 @@ from nova_monitoring.kubernetes import (
     ALERTS_RULE_NAME,
     DASHBOARD_FILE,
     RECORDING_RULE_NAME,
+    SLO_DASHBOARD_CONFIGMAP_NAME,
+    SLO_DASHBOARD_FILE,
     alertmanager_config_resource,
     dashboard_configmap,
     prometheus_rule,
@@ -35,6 +37,8 @@ from nova_monitoring.kubernetes import (
 )
 from nova_monitoring.options import RenderOptions
 from nova_monitoring.rules import recording_group
+from nova_monitoring.slo import slo_group
+from nova_monitoring.slo_dashboard import slo_dashboard_json
 from nova_monitoring.variants import (
     KUSTOMIZATION_FILE,
     MONITORING_DIR,
@@ -63,6 +67,8 @@ FILES: dict[str, str] = {
     "dashboard-configmap": "grafana-dashboard-configmap.yaml",
     "alertmanager": "alertmanager.yml",
     "alertmanager-config": "alertmanager-config.yaml",
+    "slo-dashboard": SLO_DASHBOARD_FILE,
+    "slo-dashboard-configmap": "grafana-slo-dashboard-configmap.yaml",
     "kustomization": KUSTOMIZATION_FILE,
 }
 """What ``render`` writes: a short key (``--only``) to a file name."""
@@ -129,18 +135,22 @@ def dump_yaml(documents: Iterable[Any], header: str = HEADER) -> str:
 
 
 def rules_file(options: RenderOptions) -> Data:
-    """The plain Prometheus rules file: the recording group, then the alerts group."""
-    return {"groups": [recording_group(options), alert_group(options)]}
+    """The plain Prometheus rules file: the recording, alerts and SLO groups."""
+    return {"groups": [recording_group(options), alert_group(options), slo_group(options)]}
 
 
 def render_documents(options: RenderOptions) -> dict[str, str]:
     """Every generated file's name and text, rendered in memory."""
     dash = dashboard_json()
+    slo_dash = slo_dashboard_json()
     return {
         FILES["servicemonitor"]: dump_yaml(
             [
                 service_monitor(options),
-                prometheus_rule(ALERTS_RULE_NAME, alert_group(options), options),
+                # The SLO group holds alerts too: it ships in the alerts PrometheusRule.
+                prometheus_rule(
+                    ALERTS_RULE_NAME, alert_group(options), options, slo_group(options)
+                ),
                 prometheus_rule(RECORDING_RULE_NAME, recording_group(options), options),
             ]
         ),
@@ -149,6 +159,17 @@ def render_documents(options: RenderOptions) -> dict[str, str]:
         FILES["dashboard-configmap"]: dump_yaml([dashboard_configmap(dash, options)]),
         FILES["alertmanager"]: dump_yaml([alertmanager_config(options)]),
         FILES["alertmanager-config"]: dump_yaml([alertmanager_config_resource(options)]),
+        FILES["slo-dashboard"]: slo_dash,
+        FILES["slo-dashboard-configmap"]: dump_yaml(
+            [
+                dashboard_configmap(
+                    slo_dash,
+                    options,
+                    name=SLO_DASHBOARD_CONFIGMAP_NAME,
+                    file=SLO_DASHBOARD_FILE,
+                )
+            ]
+        ),
         FILES["kustomization"]: dump_yaml([kustomization(_monitoring_resources())]),
     }
 
@@ -216,7 +237,7 @@ def render(
 
 
 def render_rules_file(path: Path, options: RenderOptions | None = None) -> Path:
-    """Write only the plain Prometheus rules file (both groups) to ``path``.
+    """Write only the plain Prometheus rules file (every group) to ``path``.
 
     The local stack and end-to-end tests call this with compressed timing, so they run
     the same rules as production with shorter ``for:`` and evaluation intervals.

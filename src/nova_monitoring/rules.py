@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from nova_monitoring._types import Data
 from nova_monitoring.options import RenderOptions
+from nova_monitoring.promql import le_matcher, rate_of
 from streaming_metrics import definitions as d
 
 __all__ = [
@@ -31,38 +32,6 @@ __all__ = [
 RECORDING_GROUP = "nova-streaming-recording"
 
 _STREAM_REGION = f"max by (stream_id, region) ({d.STREAM_INFO.name})"
-
-
-def le_matcher(bound: float) -> str:
-    """Match a histogram bucket bound as the Go and the Python clients both write it.
-
-    prometheus_client writes ``le="1.0"`` where the Go client writes ``le="1"``, and
-    Prometheus 2.x compares the label as a string, so ``{le="1"}`` alone silently
-    matches nothing on a Python exporter.
-
-    Example::
-
-        >>> print(le_matcher(1.0), le_matcher(0.5))
-        le=~"1|1\\\\.0" le="0.5"
-    """
-    python_form = repr(float(bound))
-    go_form = python_form.removesuffix(".0")
-    if go_form == python_form:
-        return f'le="{python_form}"'
-    # A backslash-escaped dot inside a PromQL string: the regex is exact, not "1 any 0".
-    escaped = python_form.replace(".", "\\\\.")
-    return f'le=~"{go_form}|{escaped}"'
-
-
-def rate_of(name: str, window: str) -> str:
-    """``rate(<name>[<window>])``: the one place a rate window is written.
-
-    Example::
-
-        >>> rate_of("x_total", "5m")
-        'rate(x_total[5m])'
-    """
-    return f"rate({name}[{window}])"
 
 
 def recording_rules(options: RenderOptions) -> list[Data]:

@@ -16,10 +16,12 @@ import asyncio
 import contextlib
 import logging
 import math
+import resource
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from types import FrameType
+from typing import Any, TypeVar
 
 import uvicorn
 from starlette.applications import Starlette
@@ -30,9 +32,19 @@ from nova_streaming.settings import Settings
 from nova_streaming.viewers.endpoint import ViewerFastPath
 from streaming_metrics import StreamingMetrics, start_metrics_server
 
-__all__ = ["WS_MAX_MESSAGE_BYTES", "DrainingServer", "serve", "uvicorn_config"]
+__all__ = [
+    "WS_MAX_MESSAGE_BYTES",
+    "DrainingServer",
+    "new_event_loop",
+    "raise_open_file_limit",
+    "run",
+    "serve",
+    "uvicorn_config",
+]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 WS_MAX_MESSAGE_BYTES = 64 * 1024
 """Largest message a viewer may send (viewers have nothing to say; keep it small)."""
@@ -45,7 +57,10 @@ def uvicorn_config(
     no task per connection), pings and sizes from ``settings``, lifespan on, viewer
     WebSockets dispatched by :class:`~nova_streaming.viewers.endpoint.ViewerFastPath`.
 
-    Two choices keep an idle viewer cheap (about 10k per process is the target):
+    ``http="auto"`` is uvicorn's httptools parser when installed (the ``service`` extra),
+    else h11; :func:`run` picks uvloop's event loop the same way.
+
+    Two choices keep an idle viewer cheap (20k per process, ``NOVA_MAX_CONNECTIONS``):
     ``ws_per_message_deflate=False``: the server only sends JSON of under 200 bytes, and a
     browser offers permessage-deflate on every connection, which would cost each viewer
     a pair of zlib contexts for the life of the connection. ``proxy_headers=False``: the
@@ -56,6 +71,7 @@ def uvicorn_config(
     return uvicorn.Config(
         ViewerFastPath(app),
         interface="asgi3",
+        http="auto",
         host=settings.host,
         port=settings.port,
         ws="websockets-sansio",
@@ -69,6 +85,45 @@ def uvicorn_config(
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop when it is installed (the ``service`` extra brings it on
+    platforms with a wheel), else asyncio's own.
+
+    uvloop reads sockets in C into one reused buffer: the RTMP receiver's CPU per relayed
+    stream and the viewers' broadcasts cost a fraction of the default loop's (numbers in
+    docs/benchmarks.md). Everything the service does works the same on both loops.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft ``RLIMIT_NOFILE`` to its hard limit and return it: each
+    viewer is one socket, and ``NOVA_MAX_CONNECTIONS`` (20,000) is far above the usual
+    soft default of 1,024 (beyond it, accepts fail with "Too many open files")."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def run(main: Coroutine[Any, Any, _T]) -> _T:
+    """``asyncio.run(main)`` on :func:`new_event_loop`'s loop, after
+    :func:`raise_open_file_limit`.
+
+    Example::
+
+        run(serve(settings, metrics=metrics))
+    """
+    raise_open_file_limit()
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(main)
 
 
 class DrainingServer(uvicorn.Server):

@@ -31,6 +31,7 @@ class ClusterNodeProcess:
     proc: subprocess.Popen[bytes] | None = None
 
     def client(self) -> redis.Redis:
+        """A plain (non-cluster) client of this node."""
         return redis.Redis(
             host="127.0.0.1", port=self.port, decode_responses=True, socket_timeout=2
         )
@@ -204,6 +205,7 @@ class RedisClusterServer:
         raise RuntimeError(f"no live node knows the master of {key!r}")
 
     def live_nodes(self) -> list[ClusterNodeProcess]:
+        """The nodes whose process still runs."""
         return [n for n in self.nodes if n.proc is not None and n.proc.poll() is None]
 
     def flush(self) -> None:

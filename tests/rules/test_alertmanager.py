@@ -188,3 +188,65 @@ def test_target_absent_mutes_only_streaming_alerts(alertmanager: str) -> None:
         "StreamingNoActiveStreams": "suppressed",
         "KubePodCrashLooping": "active",
     }
+
+
+@pytest.mark.parametrize(
+    ("alertname", "severity", "window"),
+    [
+        ("StreamingLatencyBudgetBurn", "critical", "1h/5m"),
+        ("StreamingErrorBudgetBurn", "critical", "6h/30m"),
+        ("StreamingLatencyBudgetBurn", "warning", "1d/2h"),
+        ("StreamingErrorBudgetBurn", "warning", "3d/6h"),
+    ],
+)
+def test_amtool_routes_the_slo_burn_alerts_to_slack(
+    alertname: str, severity: str, window: str, committed: Path, amtool: str, run: Any
+) -> None:
+    """SLO pages (critical) and tickets (warning) both reach Slack, never the info sink."""
+    result = run(
+        amtool,
+        "config",
+        "routes",
+        "test",
+        f"--config.file={committed / FILES['alertmanager']}",
+        f"--verify.receivers={SLACK_RECEIVER}",
+        f"alertname={alertname}",
+        f"severity={severity}",
+        "slo=ingest-latency",
+        f"window={window}",
+        "namespace=default",
+        "cluster=local",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == SLACK_RECEIVER
+
+
+def test_an_slo_page_mutes_the_same_slos_tickets_only(alertmanager: str) -> None:
+    """A critical burn of one SLO inhibits that SLO's warning burns, not another SLO's."""
+    where = {"namespace": "default", "cluster": "local"}
+    latency = {"alertname": "StreamingLatencyBudgetBurn", "slo": "ingest-latency", **where}
+    errors = {"alertname": "StreamingErrorBudgetBurn", "slo": "ingest-errors", **where}
+    _post_alerts(
+        alertmanager,
+        [
+            {**latency, "severity": "critical", "window": "1h/5m"},
+            {**latency, "severity": "warning", "window": "1d/2h"},
+            {**errors, "severity": "warning", "window": "3d/6h"},
+        ],
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        with urllib.request.urlopen(f"{alertmanager}/api/v2/alerts", timeout=10) as reply:
+            listed = json.load(reply)
+        states = {
+            (a["labels"]["alertname"], a["labels"]["window"]): a["status"]["state"] for a in listed
+        }
+        if states.get(("StreamingLatencyBudgetBurn", "1d/2h")) == "suppressed":
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(0.1)
+    assert states == {
+        ("StreamingLatencyBudgetBurn", "1h/5m"): "active",
+        ("StreamingLatencyBudgetBurn", "1d/2h"): "suppressed",
+        ("StreamingErrorBudgetBurn", "3d/6h"): "active",
+    }

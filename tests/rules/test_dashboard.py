@@ -18,23 +18,28 @@ S3 = "33333333-3333-4333-8333-333333333333"
 WORST = "Worst streams now"
 
 # What each panel's query returns at 10m on the two-replica series of
-# recording-test.yml (see the comments there).
-PANEL_EXPECTATIONS: dict[str, list[tuple[str, float]]] = {
+# recording-test.yml (see the comments there), in query order.
+PANEL_EXPECTATIONS: list[tuple[str, list[tuple[str, float]]]] = [
     # eu-west: 1 stream on a; us-east: 1 on a + 1 on b.
-    "Active Streaming Sessions": [('{region="eu-west"}', 1), ('{region="us-east"}', 2)],
+    ("Active Streaming Sessions", [('{region="eu-west"}', 1), ('{region="us-east"}', 2)]),
     # One slice per stream, its owner's peak (max: a hand-over never doubles it).
-    "Peak Viewers Distribution": [
-        (f'{{stream_id="{S1}"}}', 80),
-        (f'{{stream_id="{S2}"}}', 25),
-        (f'{{stream_id="{S3}"}}', 3),
-    ],
+    (
+        "Peak Viewers Distribution",
+        [
+            (f'{{stream_id="{S1}"}}', 80),
+            (f'{{stream_id="{S2}"}}', 25),
+            (f'{{stream_id="{S3}"}}', 3),
+        ],
+    ),
     # 30 + 20 viewers of 1111, 10 + 5 of 2222, 0 of 3333, over both replicas.
-    "Current Viewer Count": [("{}", 65)],
+    ("Current Viewer Count", [("{}", 65)]),
     # frame_drop: 1/s on a + 2/s on b; timeout: 0.5/s on b.
-    "Broadcast Error Rate": [('{error_type="frame_drop"}', 3), ('{error_type="timeout"}', 0.5)],
+    ("Broadcast Error Rate", [('{error_type="frame_drop"}', 3), ('{error_type="timeout"}', 0.5)]),
     # Every frame in the (50 ms, 100 ms] bucket: p95 = 50 + 0.95 * 50 = 97.5 ms.
-    "RTMP Ingestion Latency": [("{}", 97.5)],
-}
+    ("RTMP Ingestion Latency", [("{}", 97.5)]),
+    # Its second query: no frame over 1 s (a matcher missing le="1.0" would read 100%).
+    ("RTMP Ingestion Latency", [("{}", 0)]),
+]
 
 
 def _dashboard(committed: Path) -> dict[str, Any]:
@@ -72,7 +77,7 @@ def test_dashboard_thresholds_are_the_designs(committed: Path) -> None:
 
     assert steps("Active Streaming Sessions") == [(None, "green"), (1000, "red")]
     assert steps("Current Viewer Count") == [(None, "green"), (100, "yellow"), (1000, "red")]
-    assert steps("RTMP Ingestion Latency") == [(None, "green"), (100, "red")]
+    assert steps("RTMP Ingestion Latency") == [(None, "green"), (100, "red"), (1000, "dark-red")]
     latency_style = panels["RTMP Ingestion Latency"]["fieldConfig"]["defaults"]["custom"]
     assert latency_style["thresholdsStyle"]["mode"] == "line"
 
@@ -121,7 +126,7 @@ def test_every_panel_query_gives_the_expected_values_in_promtool(
 ) -> None:
     """promtool evaluates each committed panel query on two-replica series: known values."""
     queries = [q for q in panel_queries(_dashboard(committed)) if q[0] != WORST]
-    assert sorted(title for title, _ in queries) == sorted(PANEL_EXPECTATIONS)
+    assert [title for title, _ in queries] == [title for title, _ in PANEL_EXPECTATIONS]
     fixture = yaml.safe_load((rules_tests / "recording-test.yml").read_text())
     case = fixture["tests"][0]
     unit_test = {
@@ -136,11 +141,12 @@ def test_every_panel_query_gives_the_expected_values_in_promtool(
                         "expr": expr,
                         "eval_time": "10m",
                         "exp_samples": [
-                            {"labels": labels, "value": value}
-                            for labels, value in PANEL_EXPECTATIONS[title]
+                            {"labels": labels, "value": value} for labels, value in expected
                         ],
                     }
-                    for title, expr in queries
+                    for (_title, expr), (_same, expected) in zip(
+                        queries, PANEL_EXPECTATIONS, strict=True
+                    )
                 ],
             }
         ],
@@ -149,6 +155,34 @@ def test_every_panel_query_gives_the_expected_values_in_promtool(
     path.write_text(yaml.safe_dump(unit_test, sort_keys=False), encoding="utf-8")
     result = run(promtool, "test", "rules", path.name, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_latency_panel_marks_the_1_s_cap_and_shows_frames_over_it(committed: Path) -> None:
+    """p95 at the 1 s cap reads ">= 1 s"; query B is the share of frames over 1 s, in %."""
+    latency = next(
+        p for p in _dashboard(committed)["panels"] if p["title"] == "RTMP Ingestion Latency"
+    )
+    defaults = latency["fieldConfig"]["defaults"]
+    assert defaults["mappings"] == [
+        {
+            "type": "range",
+            "options": {
+                "from": 1000,
+                "to": None,
+                "result": {"text": ">= 1 s", "color": "dark-red"},
+            },
+        }
+    ]
+    targets = {t["refId"]: t for t in latency["targets"]}
+    assert targets["A"]["expr"].startswith("histogram_quantile(0.95, sum by (le)")
+    assert targets["B"]["legendFormat"] == "frames over 1 s"
+    assert 'le=~"1|1\\\\.0"' in targets["B"]["expr"]
+    (override,) = latency["fieldConfig"]["overrides"]
+    assert override["matcher"] == {"id": "byFrameRefID", "options": "B"}
+    properties = {p["id"]: p["value"] for p in override["properties"]}
+    assert properties["unit"] == "percent"
+    assert properties["custom.axisPlacement"] == "right"
+    assert properties["mappings"] == []
 
 
 def _promtool_eval(

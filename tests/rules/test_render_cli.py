@@ -136,7 +136,19 @@ def test_every_runbook_url_points_at_a_runbook_section(committed: Path, repo: Pa
 
 @pytest.mark.parametrize(
     "module",
-    ["__init__", "options", "rules", "alerts", "alertmanager", "kubernetes", "dashboard", "render"],
+    [
+        "__init__",
+        "options",
+        "promql",
+        "rules",
+        "alerts",
+        "slo",
+        "alertmanager",
+        "kubernetes",
+        "dashboard",
+        "slo_dashboard",
+        "render",
+    ],
 )
 def test_docstring_examples_run(module: str) -> None:
     """Every docstring example of nova_monitoring runs and prints what it shows."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 
 from nova_streaming.settings import SETTING_SPECS, Settings, process_environ
@@ -46,6 +45,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def run(args: argparse.Namespace) -> int:
     """Validate settings (SettingsError exits 2), then serve until SIGTERM/SIGINT."""
     from nova_streaming.extensions import load_extensions
+    from nova_streaming.runner import run as run_service
     from nova_streaming.runner import serve
 
     settings = settings_from_args(args)
@@ -59,5 +59,5 @@ def run(args: argparse.Namespace) -> int:
     )
     # The guide's helper functions then record into the same instance.
     set_default_metrics(metrics)
-    asyncio.run(serve(settings, metrics=metrics, extensions=load_extensions(settings)))
+    run_service(serve(settings, metrics=metrics, extensions=load_extensions(settings)))
     return 0

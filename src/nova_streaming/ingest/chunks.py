@@ -5,7 +5,15 @@
 (also on format-3 chunks, continuation or not, as nginx and ffmpeg send them),
 SetChunkSize and Abort. It works on whole chunks at a time with slicing and
 ``struct``, never per byte, and for audio and video it keeps only the first bytes of
-the payload (the FLV tag header) and the length: ingest never decodes media.
+the payload (the FLV tag header) and the length: ingest never decodes media, and never
+copies a media payload either (a chunk's payload bytes are skipped in place).
+
+Two ways in: :meth:`ChunkReader.feed` takes bytes and returns :class:`Message` objects;
+:meth:`ChunkReader.get_buffer` / :meth:`ChunkReader.buffer_updated` let a socket read
+straight into a caller's buffer (``asyncio.BufferedProtocol``) and return plain record
+tuples, the receiver's path: no copy of the input and no object per message beyond one
+tuple. Only the unparsed tail of a read (at most one incomplete chunk) is kept between
+reads.
 
 Timestamp semantics follow nginx-rtmp's own reader: a format-0 header sets the
 absolute time and a zero delta; formats 1 and 2 add their delta; a format-3 header
@@ -22,7 +30,7 @@ Example::
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple, TypeAlias
 
 from nova_streaming.ingest.errors import RtmpProtocolError
 from nova_streaming.ingest.limits import IngestLimits
@@ -47,6 +55,8 @@ MEDIA_TYPES = frozenset((MSG_AUDIO, MSG_VIDEO))
 DEFAULT_CHUNK_SIZE = 128
 #: Bytes of an audio/video payload kept: enough for the FLV tag header of any codec.
 MEDIA_HEAD_SIZE = 8
+#: Room left for a socket read after the unparsed tail of the previous one.
+MIN_READ_SIZE = 64 * 1024
 _EXTENDED = 0xFFFFFF
 _MASK32 = 0xFFFFFFFF
 
@@ -54,13 +64,12 @@ _U32 = struct.Struct(">I")
 _U32LE = struct.Struct("<I")
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """One reassembled RTMP message.
 
     ``timestamp`` is the 32-bit RTMP time in ms (not unwrapped). For audio and video
     ``payload`` holds only the first :data:`MEDIA_HEAD_SIZE` bytes; ``length`` is
-    always the full length.
+    always the full length. A named tuple: built per message, it must be cheap.
 
     Example::
 
@@ -74,6 +83,10 @@ class Message:
     timestamp: int
     length: int
     payload: bytes
+
+
+#: A message as the buffer path returns it: the fields of :class:`Message`, in order.
+Record: TypeAlias = tuple[int, int, int, int, int, bytes]
 
 
 class _ChunkStream:
@@ -117,13 +130,31 @@ class ChunkReader:
         >>> reader = ChunkReader(IngestLimits())
         >>> reader.chunk_size
         128
+        >>> scratch = bytearray(1 << 17)
+        >>> wire = ChunkWriter().message(3, MSG_COMMAND_AMF0, 0, 0, b"hi")
+        >>> space = reader.get_buffer(scratch)
+        >>> space[: len(wire)] = wire
+        >>> reader.buffer_updated(len(wire))
+        [(3, 20, 0, 0, 2, b'hi')]
     """
 
-    __slots__ = ("_buf", "_buffered", "_limits", "_streams", "bytes_received", "chunk_size")
+    __slots__ = (
+        "_buffered",
+        "_limits",
+        "_read_into",
+        "_read_start",
+        "_rest",
+        "_streams",
+        "bytes_received",
+        "chunk_size",
+    )
 
     def __init__(self, limits: IngestLimits | None = None) -> None:
         self._limits = limits or IngestLimits()
-        self._buf = bytearray()
+        # The unparsed tail of the input so far: at most one incomplete chunk.
+        self._rest = b""
+        self._read_into: bytearray | None = None
+        self._read_start = 0
         self._streams: dict[int, _ChunkStream] = {}
         self._buffered = 0
         self.chunk_size = DEFAULT_CHUNK_SIZE
@@ -132,26 +163,51 @@ class ChunkReader:
     @property
     def buffered(self) -> int:
         """Bytes held: unparsed input plus fragments of unfinished non-media messages."""
-        return len(self._buf) + self._buffered
+        return len(self._rest) + self._buffered
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
         """Consume bytes; return every message completed by them, in order."""
-        buf = self._buf
-        buf += data
+        return [Message._make(record) for record in self.records(data)]
+
+    def records(self, data: bytes | bytearray | memoryview) -> list[Record]:
+        """Like :meth:`feed`, with each message as a plain :data:`Record` tuple."""
         self.bytes_received += len(data)
-        out: list[Message] = []
+        buf = self._rest + data if self._rest else data
+        out: list[Record] = []
         end = len(buf)
-        pos = 0
-        view = memoryview(buf)
-        try:
-            pos = self._parse(buf, view, end, out)
-        finally:
-            view.release()
-        if pos:
-            del buf[:pos]
+        pos = self._parse(buf, end, out)
+        self._rest = bytes(buf[pos:end]) if pos < end else b""
         return out
 
-    def _parse(self, buf: bytearray, view: memoryview, end: int, out: list[Message]) -> int:
+    def get_buffer(self, scratch: bytearray) -> memoryview:
+        """Where the next read should go: ``scratch`` (any caller-owned buffer, e.g. one
+        shared by every connection of a server) after a copy of the unparsed tail of
+        the last read, or a private buffer when that tail leaves less than
+        :data:`MIN_READ_SIZE` of room. Call :meth:`buffer_updated` with the bytes read
+        before handing ``scratch`` to anyone else."""
+        rest = self._rest
+        start = len(rest)
+        if start + MIN_READ_SIZE > len(scratch):
+            scratch = bytearray(start + MIN_READ_SIZE)
+        scratch[:start] = rest
+        self._read_into = scratch
+        self._read_start = start
+        return memoryview(scratch)[start:]
+
+    def buffer_updated(self, nbytes: int) -> list[Record]:
+        """``nbytes`` were read into the last :meth:`get_buffer`: parse them in place."""
+        buf = self._read_into
+        if buf is None:
+            raise RuntimeError("chunks: buffer_updated without get_buffer")
+        self._read_into = None
+        self.bytes_received += nbytes
+        end = self._read_start + nbytes
+        out: list[Record] = []
+        pos = self._parse(buf, end, out)
+        self._rest = bytes(buf[pos:end]) if pos < end else b""
+        return out
+
+    def _parse(self, buf: bytes | bytearray | memoryview, end: int, out: list[Record]) -> int:
         streams = self._streams
         limits = self._limits
         pos = 0
@@ -261,16 +317,23 @@ class ChunkReader:
                 st.type_id = type_id
                 st.stream_id = stream_id
             pos = hp + take
-            if type_id in (MSG_AUDIO, MSG_VIDEO):
-                if len(st.head) < MEDIA_HEAD_SIZE and take:
-                    st.head += view[hp : hp + min(take, MEDIA_HEAD_SIZE - len(st.head))]
+            if type_id in (MSG_VIDEO, MSG_AUDIO):
+                # Media: keep the FLV tag header, skip the rest of the payload in place.
+                if not continuing and take >= MEDIA_HEAD_SIZE:
+                    head = bytes(buf[hp : hp + MEDIA_HEAD_SIZE])
+                    if take == length:  # a whole message in one chunk
+                        out.append((csid, type_id, stream_id, st.timestamp, length, head))
+                        continue
+                    st.head = head
+                elif take and len(st.head) < MEDIA_HEAD_SIZE:
+                    st.head += bytes(buf[hp : hp + min(take, MEDIA_HEAD_SIZE - len(st.head))])
                 payload = b""
             elif not continuing and take == length:
-                payload = bytes(view[hp:pos])
+                payload = bytes(buf[hp:pos])
             else:
                 if st.parts is None:
                     st.parts = bytearray()
-                st.parts += view[hp:pos]
+                st.parts += buf[hp:pos]
                 self._buffered += take
                 if self._buffered > limits.max_buffered_bytes:
                     raise RtmpProtocolError(
@@ -292,7 +355,7 @@ class ChunkReader:
                 st.head = b""
             if type_id in (MSG_SET_CHUNK_SIZE, MSG_ABORT):
                 self._control(type_id, payload)
-            out.append(Message(csid, type_id, st.stream_id, st.timestamp, length, payload))
+            out.append((csid, type_id, st.stream_id, st.timestamp, length, payload))
         return pos
 
     def _control(self, type_id: int, payload: bytes) -> None:

@@ -1,7 +1,7 @@
 """The RTMP ingest receiver: an asyncio server feeding a sans-IO session per peer.
 
 nginx-rtmp ``push``es every published stream here. The receiver parses (never
-decodes) the RTMP, measures each stream and reports to an :class:`IngestSink`:
+decodes, never copies) the RTMP, measures each stream and reports to an :class:`IngestSink`:
 publish start and stop, metadata, every video frame's lag, bitrate at most once a
 second, and counted errors (``protocol_error``, ``rtmp_connection_failed``,
 ``timeout``, ``frame_drop``). A peer outside the trusted networks is closed at once and
@@ -9,6 +9,16 @@ reported to ``on_untrusted`` only (never as a broadcast error: anyone on the net
 could otherwise move the error rate); a malformed or silent peer costs only its own
 connection, and a peer that never sends a byte (a port scan, a TCP probe) counts
 nothing.
+
+Cost per stream: nginx writes about one segment per RTMP message, so the cost is per
+read. On asyncio's own loops every connection reads straight into one buffer the
+receiver shares (``asyncio.BufferedProtocol``; :data:`READ_BUFFER_SIZE`): their plain
+protocol path allocates a new 256 KiB ``bytes`` per read. uvloop reads into its own
+buffer in C and hands over bytes of the size read, cheaper than a Python ``get_buffer``
+call per read, so there the plain protocol is used. Either way the sans-IO session
+parses the headers in place; the work per read is batched (one clock read, one bitrate
+sample and at most one bitrate report per read, whatever the number of messages), and
+only video frames reach the sink one by one.
 
 Example::
 
@@ -26,9 +36,8 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from enum import Enum, StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol, cast
 
 from nova_streaming.ingest.errors import (
     CONNECTION_FAILED,
@@ -55,6 +64,9 @@ log = logging.getLogger(__name__)
 DEFAULT_INGEST_PORT = 1936
 DEFAULT_INGEST_TIMEOUT = 10.0
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+#: The read buffer all connections of a receiver share: a busy loop drains each socket
+#: in one read (fewer reads, each parsed in place).
+READ_BUFFER_SIZE = 256 * 1024
 
 
 class StopReason(StrEnum):
@@ -151,14 +163,14 @@ class IngestSession:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class VideoFrame:
+class VideoFrame(NamedTuple):
     """One video frame's measurements, reported to the sink.
 
     ``timestamp_ms`` is the unwrapped media time; ``lag_seconds`` the frame's delay
     beyond the best path seen in the session (>= 0); ``quality`` the session's
     quality when the frame arrived; ``discontinuity`` True when the timestamp went
     backwards or jumped forward by more than 10 s (the lag baseline restarted here).
+    A named tuple: one is built per frame.
 
     Example::
 
@@ -252,7 +264,8 @@ class _Connection(asyncio.Protocol):
         self.received = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport; uvloop's is not a subclass of asyncio.Transport.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
@@ -268,14 +281,25 @@ class _Connection(asyncio.Protocol):
         if self.phase is _Phase.CLOSED:
             return
         self.received += len(data)
+        rtmp = self.rtmp
         try:
-            events = self.rtmp.receive(data)
+            events = rtmp.receive(data)
         except RtmpProtocolError as exc:
             self.fail(exc.error_type, str(exc), StopReason.PROTOCOL_ERROR)
             return
-        if not self.write(self.rtmp.data_to_send()):
+        # _after_read inlined: this runs once per read on uvloop, the hot path.
+        if rtmp.has_data_to_send() and not self.write(rtmp.data_to_send()):
             return
-        if self.phase is _Phase.HANDSHAKE and self.rtmp.handshake_done:
+        if self.phase is _Phase.HANDSHAKE and rtmp.handshake_done:
+            self.phase = _Phase.SETUP
+        if events:
+            self.receiver.handle_events(self, events)
+
+    def _after_read(self, events: list[SessionEvent]) -> None:
+        rtmp = self.rtmp
+        if rtmp.has_data_to_send() and not self.write(rtmp.data_to_send()):
+            return
+        if self.phase is _Phase.HANDSHAKE and rtmp.handshake_done:
             self.phase = _Phase.SETUP
         if events:
             self.receiver.handle_events(self, events)
@@ -331,6 +355,27 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
+class _BufferedConnection(_Connection, asyncio.BufferedProtocol):
+    """A connection reading into the receiver's shared buffer (asyncio's own loops)."""
+
+    __slots__ = ()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # Safe to share: the loop calls buffer_updated before any other get_buffer.
+        return self.rtmp.get_buffer(self.receiver.read_buffer)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.phase is _Phase.CLOSED:
+            return
+        self.received += nbytes
+        try:
+            events = self.rtmp.buffer_updated(nbytes)
+        except RtmpProtocolError as exc:
+            self.fail(exc.error_type, str(exc), StopReason.PROTOCOL_ERROR)
+            return
+        self._after_read(events)
+
+
 class IngestReceiver:
     """The asyncio RTMP server; see the module docstring.
 
@@ -374,6 +419,7 @@ class IngestReceiver:
         self.limits = limits or IngestLimits()
         self.clock = clock
         self.on_untrusted = on_untrusted
+        self.read_buffer = bytearray(READ_BUFFER_SIZE)
         self.connections: dict[int, _Connection] = {}
         self._ids = itertools.count(1)
         self._server: asyncio.Server | None = None
@@ -400,8 +446,10 @@ class IngestReceiver:
         if self._server is not None:
             raise RuntimeError("ingest receiver: already started")
         loop = asyncio.get_running_loop()
+        # asyncio's own loops (BaseEventLoop) get the shared buffer; uvloop the plain path.
+        kind = _BufferedConnection if isinstance(loop, asyncio.BaseEventLoop) else _Connection
         self._server = await loop.create_server(
-            lambda: _Connection(self, next(self._ids)), self.host, self._port
+            lambda: kind(self, next(self._ids)), self.host, self._port
         )
         self._sweeper = asyncio.create_task(self._sweep(), name="ingest-timeouts")
         log.info("ingest: RTMP receiver listening on port %d", self.port)
@@ -479,15 +527,29 @@ class IngestReceiver:
 
     def handle_events(self, conn: _Connection, events: list[SessionEvent]) -> None:
         now = self.clock()
+        # Media of one read is accounted once (bytes, last media time, bitrate); the
+        # pending batch is settled before any other event, so each event still sees
+        # the session as the messages before it left it.
+        batch = 0
+        batch_bytes = 0
+        closed = _Phase.CLOSED
+        media = MediaReceived
         for event in events:
-            if conn.phase is _Phase.CLOSED:
-                return
+            if conn.phase is closed:
+                break
             session = conn.session
-            if isinstance(event, MediaReceived):
+            if type(event) is media:
                 if session is None:
                     continue
-                self._media(session, event, now)
-            elif isinstance(event, MetadataReceived):
+                batch += 1
+                batch_bytes += event.size
+                if event.video and event.is_frame:
+                    self._video_frame(session, event, now)
+                continue
+            if batch and session is not None:
+                self._media_batch(session, batch_bytes, now)
+                batch = batch_bytes = 0
+            if isinstance(event, MetadataReceived):
                 if session is None:
                     continue
                 self._metadata(session, event)
@@ -496,6 +558,8 @@ class IngestReceiver:
             elif isinstance(event, UnpublishRequested):
                 self.stop_session(conn, StopReason.UNPUBLISHED)
                 conn.close()
+        if batch and conn.session is not None and conn.phase is _Phase.PUBLISHING:
+            self._media_batch(conn.session, batch_bytes, now)
 
     def _publish(self, conn: _Connection, event: PublishRequested, now: float) -> None:
         parsed = canonical_stream_id(event.name)
@@ -547,48 +611,49 @@ class IngestReceiver:
         except Exception:
             log.exception("ingest: sink.on_metadata failed")
 
-    def _media(self, session: IngestSession, event: MediaReceived, now: float) -> None:
-        session.last_media = now
-        session.media_bytes += event.size
-        stats = session._stats
-        stats.bitrate.add(now, event.size)
-        sink = self.sink
-        if event.video and event.is_frame:
-            stat = stats.video(now, event.timestamp)
-            session.frames += 1
-            if stat.discontinuity:
-                session.discontinuities += 1
-                log.debug(
-                    "ingest: %s: video timestamp discontinuity at %d ms",
-                    session.stream_name[:80],
+    def _video_frame(self, session: IngestSession, event: MediaReceived, now: float) -> None:
+        stat = session._stats.video(now, event.timestamp)
+        session.frames += 1
+        if stat.discontinuity:
+            session.discontinuities += 1
+            log.debug(
+                "ingest: %s: video timestamp discontinuity at %d ms",
+                session.stream_name[:80],
+                stat.timestamp_ms,
+            )
+        elif stat.dropped:
+            session.dropped_frames += stat.dropped
+            self.report_error(
+                session,
+                FRAME_DROP,
+                stat.dropped,
+                f"video timestamp gap before {stat.timestamp_ms} ms",
+            )
+        try:
+            self.sink.on_video_frame(
+                session,
+                VideoFrame(
                     stat.timestamp_ms,
-                )
-            elif stat.dropped:
-                session.dropped_frames += stat.dropped
-                self.report_error(
-                    session,
-                    FRAME_DROP,
-                    stat.dropped,
-                    f"video timestamp gap before {stat.timestamp_ms} ms",
-                )
-            try:
-                sink.on_video_frame(
-                    session,
-                    VideoFrame(
-                        stat.timestamp_ms,
-                        stat.lag_seconds,
-                        session.quality,
-                        event.keyframe,
-                        event.size,
-                        stat.discontinuity,
-                    ),
-                )
-            except Exception:
-                log.exception("ingest: sink.on_video_frame failed")
-        kbps = stats.bitrate.due(now)
+                    stat.lag_seconds,
+                    session.quality,
+                    event.keyframe,
+                    event.size,
+                    stat.discontinuity,
+                ),
+            )
+        except Exception:
+            log.exception("ingest: sink.on_video_frame failed")
+
+    def _media_batch(self, session: IngestSession, size: int, now: float) -> None:
+        """Account the audio and video messages of one read (``size`` bytes in all)."""
+        session.last_media = now
+        session.media_bytes += size
+        bitrate = session._stats.bitrate
+        bitrate.add(now, size)
+        kbps = bitrate.due(now)
         if kbps is not None:
             try:
-                sink.on_bitrate(session, session.quality, kbps)
+                self.sink.on_bitrate(session, session.quality, kbps)
             except Exception:
                 log.exception("ingest: sink.on_bitrate failed")
 

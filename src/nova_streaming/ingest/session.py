@@ -11,6 +11,10 @@ are sent whenever the peer's window is used up, and pings are answered.
 Anything malformed raises :class:`~nova_streaming.ingest.errors.RtmpProtocolError`;
 the caller closes the connection. Replies accumulate until ``data_to_send()``.
 
+Input comes as bytes (``receive``) or, with no copy, read straight into a buffer
+(``get_buffer`` / ``buffer_updated``, for ``asyncio.BufferedProtocol``). Media messages
+become one small :class:`MediaReceived` tuple each; their payloads are never copied.
+
 Example::
 
     >>> session = RtmpServerSession()
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import NamedTuple, TypeAlias
 
 from nova_streaming.ingest import amf0
 from nova_streaming.ingest.chunks import (
@@ -41,6 +45,7 @@ from nova_streaming.ingest.chunks import (
     ChunkReader,
     ChunkWriter,
     Message,
+    Record,
     control_message,
 )
 from nova_streaming.ingest.errors import RtmpProtocolError
@@ -56,6 +61,7 @@ _USER_PING_REQUEST = 6
 _USER_PING_RESPONSE = 7
 _MAX_NAME_LENGTH = 256
 _U32 = struct.Struct(">I")
+_new_tuple = tuple.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +92,12 @@ class MetadataReceived:
     values: dict[str, amf0.AmfValue]
 
 
-@dataclass(frozen=True, slots=True)
-class MediaReceived:
+class MediaReceived(NamedTuple):
     """One audio or video message: its 32-bit timestamp, size and what it carries.
 
     ``is_frame`` is false for codec configuration (sequence headers, end of
-    sequence) and command frames; only frames count for lag and drops.
+    sequence) and command frames; only frames count for lag and drops. A named tuple:
+    one is built per media message, so it must be cheap.
 
     Example::
 
@@ -163,6 +169,7 @@ class RtmpServerSession:
         "_app",
         "_connected",
         "_handshake",
+        "_handshake_buffer",
         "_limits",
         "_out",
         "_reader",
@@ -174,6 +181,7 @@ class RtmpServerSession:
     def __init__(self, limits: IngestLimits | None = None) -> None:
         self._limits = limits or IngestLimits()
         self._handshake: ServerHandshake | None = ServerHandshake()
+        self._handshake_buffer: bytearray | None = None
         self._reader = ChunkReader(self._limits)
         self._writer = ChunkWriter()
         self._out = bytearray()
@@ -196,6 +204,10 @@ class RtmpServerSession:
             return self._handshake.buffered
         return self._reader.buffered
 
+    def has_data_to_send(self) -> bool:
+        """True when replies are waiting for :meth:`data_to_send`."""
+        return bool(self._out)
+
     def data_to_send(self) -> bytes:
         """Replies produced so far (and forget them)."""
         data = bytes(self._out)
@@ -213,23 +225,51 @@ class RtmpServerSession:
             if not rest:
                 return []
             data = rest
-        messages = self._reader.feed(data)
+        return self._dispatch(self._reader.records(data))
+
+    def get_buffer(self, scratch: bytearray) -> memoryview:
+        """Where the next read should go (``asyncio.BufferedProtocol.get_buffer``):
+        ``scratch`` is the caller's buffer, which may be shared by many sessions as
+        long as each ``get_buffer`` is followed by its :meth:`buffer_updated` before
+        the next session's. After the handshake the bytes are parsed where they land."""
+        if self._handshake is None:
+            return self._reader.get_buffer(scratch)
+        self._handshake_buffer = scratch
+        return memoryview(scratch)
+
+    def buffer_updated(self, nbytes: int) -> list[SessionEvent]:
+        """``nbytes`` were read into the last :meth:`get_buffer`; like :meth:`receive`."""
+        scratch = self._handshake_buffer
+        if scratch is not None:
+            self._handshake_buffer = None
+            return self.receive(scratch[:nbytes])
+        return self._dispatch(self._reader.buffer_updated(nbytes))
+
+    def _dispatch(self, records: list[Record]) -> list[SessionEvent]:
         events: list[SessionEvent] = []
-        for msg in messages:
-            type_id = msg.type_id
-            if type_id in (MSG_VIDEO, MSG_AUDIO):
-                if self.publishing:
-                    events.append(self._media(msg))
-            elif type_id in (MSG_COMMAND_AMF0, MSG_COMMAND_AMF3):
-                self._command(msg, events)
-            elif type_id in (MSG_DATA_AMF0, MSG_DATA_AMF3):
-                self._data(msg, events)
-            elif type_id == MSG_WINDOW_ACK_SIZE:
-                if len(msg.payload) >= 4:
-                    self._ack_window = _U32.unpack_from(msg.payload)[0]
-            elif type_id == MSG_USER_CONTROL:
-                self._user_control(msg)
-            # Ack, SetPeerBandwidth, aggregate and unknown types need no answer.
+        media = _new_tuple  # MediaReceived(...) minus a Python frame per message
+        publishing = self.publishing  # changes only in _control
+        for record in records:
+            type_id = record[1]
+            if type_id == MSG_VIDEO:
+                if publishing:
+                    is_frame, keyframe = classify_video(record[5])
+                    events.append(
+                        media(MediaReceived, (True, record[3], record[4], is_frame, keyframe))
+                    )
+            elif type_id == MSG_AUDIO:
+                if publishing:
+                    head = record[5]
+                    # AAC (sound format 10) sends a config packet (byte 1 == 0) first.
+                    is_frame = bool(head) and not (
+                        (head[0] >> 4) == 10 and len(head) > 1 and head[1] == 0
+                    )
+                    events.append(
+                        media(MediaReceived, (False, record[3], record[4], is_frame, False))
+                    )
+            else:
+                self._control(Message._make(record), events)
+                publishing = self.publishing
         if self._ack_window:
             received = self._reader.bytes_received
             if received - self._acked >= self._ack_window:
@@ -237,15 +277,18 @@ class RtmpServerSession:
                 self._out += control_message(MSG_ACK, received)
         return events
 
-    @staticmethod
-    def _media(msg: Message) -> MediaReceived:
-        if msg.type_id == MSG_VIDEO:
-            is_frame, keyframe = classify_video(msg.payload)
-            return MediaReceived(True, msg.timestamp, msg.length, is_frame, keyframe)
-        # AAC (sound format 10) sends a config packet (byte 1 == 0) first.
-        head = msg.payload
-        is_frame = bool(head) and not ((head[0] >> 4) == 10 and len(head) > 1 and head[1] == 0)
-        return MediaReceived(False, msg.timestamp, msg.length, is_frame, False)
+    def _control(self, msg: Message, events: list[SessionEvent]) -> None:
+        type_id = msg.type_id
+        if type_id in (MSG_COMMAND_AMF0, MSG_COMMAND_AMF3):
+            self._command(msg, events)
+        elif type_id in (MSG_DATA_AMF0, MSG_DATA_AMF3):
+            self._data(msg, events)
+        elif type_id == MSG_WINDOW_ACK_SIZE:
+            if len(msg.payload) >= 4:
+                self._ack_window = _U32.unpack_from(msg.payload)[0]
+        elif type_id == MSG_USER_CONTROL:
+            self._user_control(msg)
+        # Ack, SetPeerBandwidth, aggregate and unknown types need no answer.
 
     def _decode(self, msg: Message) -> list[amf0.AmfValue]:
         payload = msg.payload

@@ -18,10 +18,11 @@ of a key is its Redis Cluster hash tag, so every script touches one slot:
   counts can be removed without scanning.
 - The global count of a stream is the sum of its hash's fields whose instance is live
   (as of this replica's last heartbeat call): O(replicas watching the stream).
-- A dead instance (deadline passed) is reaped by whichever replica sees it first: its
-  fields are deleted (through its ``rstreams`` set), cleaners registered by the registry
-  mark its streams interrupted, then it leaves the sorted set. Work is proportional to
-  what the dead instance held, once, not to streams x replicas every second.
+- A dead instance (deadline passed) is reaped by the replica that first takes its
+  ``{p}:reaping:{<instance>}`` lease (SET NX, TTL): its fields are deleted (through its
+  ``rstreams`` set), cleaners registered by the registry mark its streams interrupted,
+  then it leaves the sorted set. Work is proportional to what the dead instance held,
+  once, not to streams x replicas every second.
 - At start, a replica first reaps every earlier instance of its own replica id (same
   ``NOVA_REPLICA_ID`` after a crash): their counts leave the global sum at once.
 
@@ -469,8 +470,15 @@ class RedisPresence:
         interest = list(set(self._local) | set(self._watched))
         self._others = await self._read_others(interest, operation="sync")
         for instance in dead:
-            log.warning("presence: instance %s missed its heartbeat; releasing it", instance)
-            await self._reap_instance(instance)
+            # One reaper per dead instance: a lease (TTL) so that N replicas seeing it in
+            # the same second do not all redo its work; if the reaper dies, it expires.
+            lease = self.instance_key("reaping", instance)
+            [won] = await self.commands(
+                [("set", lease, self._instance, None, self._ttl_ms, True)], operation="sync"
+            )
+            if won:
+                log.warning("presence: instance %s missed its heartbeat; releasing it", instance)
+                await self._reap_instance(instance)
 
     def _set_ready(self, ready: bool) -> None:
         if ready != self._ready:

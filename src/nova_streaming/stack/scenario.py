@@ -5,7 +5,7 @@ programme, so streams also end and the duration histogram fills), all watched; n
 warning may fire. ``degraded`` adds a broadcaster slower than real time (ingest lag
 grows), one that goes silent with its connection open (ingest timeouts), a stream
 nobody watches, and a publisher with a bad token retrying; the error-rate, latency and
-no-viewers alerts must fire and reach the receiver.
+no-viewers alerts, and both SLO burn-rate alerts, must fire and reach the receiver.
 
 ``fast`` (time compression for CI) shortens every phase; it pairs with rules rendered
 with a small ``for_scale`` (see :mod:`nova_streaming.stack.stack`).
@@ -27,6 +27,10 @@ SCENARIOS = ("healthy", "degraded")
 HIGH_ERROR_RATE = "StreamingHighErrorRate"
 HIGH_LATENCY = "StreamingHighIngestionLatency"
 NO_VIEWERS = "StreamingWebSocketConnectionDrop"
+# The SLO burn-rate alerts (nova_monitoring.slo): the slow broadcaster and the bad-token
+# publisher burn both 30-day budgets far beyond 14.4x.
+LATENCY_BUDGET_BURN = "StreamingLatencyBudgetBurn"
+ERROR_BUDGET_BURN = "StreamingErrorBudgetBurn"
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,9 @@ def scenario(name: str, *, fast: bool = False) -> Scenario:
     return Scenario(
         name,
         healthy + degraded,
-        frozenset({HIGH_ERROR_RATE, HIGH_LATENCY, NO_VIEWERS}),
+        frozenset(
+            {HIGH_ERROR_RATE, HIGH_LATENCY, NO_VIEWERS, LATENCY_BUDGET_BURN, ERROR_BUDGET_BURN}
+        ),
         facts=(
             ("silent stream timed out", f'sum({errors}{{error_type="timeout"}}) > 0'),
             ("bad token refused", f'sum({errors}{{error_type="auth_rejected"}}) > 0'),

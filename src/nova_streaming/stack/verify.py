@@ -2,14 +2,14 @@
 
 Checks, each pass or fail with a reason: every scrape target up (and at least the
 expected number of service replicas); every generated rule loaded and healthy; every
-recording rule producing series; every dashboard panel query returning data; the
-alerts the scenario expects firing in Prometheus, present in Alertmanager and delivered
-to the receiver; no other warning or critical alert firing; the scenario's facts
-(PromQL that must return something); with a slow broadcaster (degraded), that its
-stream leads the worst streams now (the dashboard table's query and, given the
-service URL, ``GET /api/v1/streams?sort=lag``) and that Prometheus' exemplar API
-returns latency exemplars naming it; and, from ``/api/v1/status/tsdb``, no metric with
-more series than the cardinality cap.
+recording rule producing series; every panel query of both dashboards (the guide's and
+the SLO dashboard) returning data; the alerts the scenario expects firing in Prometheus,
+present in Alertmanager and delivered to the receiver; no other warning or critical
+alert firing; the scenario's facts (PromQL that must return something); with a slow
+broadcaster (degraded), that its stream leads the worst streams now (the dashboard
+table's query and, given the service URL, ``GET /api/v1/streams?sort=lag``) and that
+Prometheus' exemplar API returns latency exemplars naming it; and, from
+``/api/v1/status/tsdb``, no metric with more series than the cardinality cap.
 
 Example::
 
@@ -123,6 +123,19 @@ def _dashboard(config: VerifyConfig) -> dict[str, Any]:
     return load_dashboard(path)
 
 
+def _slo_dashboard(config: VerifyConfig) -> dict[str, Any]:
+    """The SLO dashboard beside the main one (committed file, else rendered in memory)."""
+    from nova_monitoring.kubernetes import SLO_DASHBOARD_FILE
+
+    path = (config.dashboard_path or DASHBOARD_FILE).with_name(SLO_DASHBOARD_FILE)
+    if path.exists():
+        return load_dashboard(path)
+    from nova_monitoring.slo_dashboard import slo_dashboard_json
+
+    loaded: dict[str, Any] = json.loads(slo_dashboard_json())
+    return loaded
+
+
 def _finite_values(result: list[dict[str, Any]]) -> int:
     count = 0
     for series in result:
@@ -198,7 +211,8 @@ def run_checks(config: VerifyConfig) -> list[Check]:
 
     # 4. Every panel query returns data.
     window = config.window_minutes * 60
-    for panel in panels_from_dashboard(_dashboard(config)):
+    dashboards = (_dashboard(config), _slo_dashboard(config))
+    for panel in (p for dash in dashboards for p in panels_from_dashboard(dash)):
         for target in panel.targets:
 
             def panel_data(expr: str = target.expr) -> tuple[bool, str]:

@@ -205,7 +205,10 @@ class ViewerHub:
         self._presence.set_local(sid, len(viewers))
         self._registry.viewers_changed(sid)
         count = self._presence.global_count(sid)
-        self._last_sent.setdefault(sid, count)
+        if self._last_sent.setdefault(sid, count) != count:
+            # This hello says ``count``, the others last heard another value: the next
+            # tick must send the count then, even if it is that other value again.
+            self._last_sent[sid] = -1
         result = send_now(viewer.socket.send_text(message("hello", sid, viewers=count)))
         if result is not SendResult.SENT:
             self.leave(viewer)

@@ -10,7 +10,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,7 @@ async def test_two_replicas_share_counts_and_export_by_role(
 
 @contextlib.contextmanager
 def subprocess_replica(
-    redis_url: str, ports: tuple[int, int, int], replica_id: str
+    redis_url: str, ports: tuple[int, int, int], replica_id: str, extra: Sequence[str] = ()
 ) -> Iterator[subprocess.Popen[bytes]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOVA_")}
     proc = subprocess.Popen(
@@ -144,6 +145,7 @@ def subprocess_replica(
             "--viewer-update-interval=0.2",
             f"--replica-id={replica_id}",
             "--log-level=warning",
+            *extra,  # later flags win
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -210,6 +212,45 @@ async def test_killed_replica_viewers_leave_the_global_count(
             await local.close()
             for ws in remote:
                 ws.transport.abort()
+
+
+@pytest.mark.slow
+async def test_same_id_restart_on_a_cluster_drops_the_old_viewers_at_start(
+    redis_cluster: Any,
+    replicas: Replicas,
+    new_stream_id: Callable[[], str],
+    wait: Wait,
+    free_ports: Callable[[], int],
+) -> None:
+    """On the Redis Cluster: a replica subprocess with an explicit id and 4 viewers is
+    SIGKILLed and restarted under the same id (presence TTL 30 s): once it is ready the
+    global count is exact, long before the old heartbeat would have expired."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    owner = await replicas(presence="redis", redis_url=redis_cluster.url, redis_prefix=prefix)
+    sid = new_stream_id()
+    await owner.service.registry.start(sid, "test-1", "live")
+    extra = (f"--redis-prefix={prefix}", "--presence-ttl=30")
+    local = await connect(owner.ws(sid))
+    try:
+        ports = (free_ports(), free_ports(), free_ports())
+        with subprocess_replica(redis_cluster.url, ports, "pod-7", extra) as proc:
+            await wait_http(f"http://127.0.0.1:{ports[0]}/readyz", wait)
+            remote = [
+                await connect(f"ws://127.0.0.1:{ports[0]}/ws/streams/{sid}") for _ in range(4)
+            ]
+            await asyncio.wait_for(until_count(local, 5), 10)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            for ws in remote:
+                ws.transport.abort()
+        ports = (free_ports(), free_ports(), free_ports())
+        with subprocess_replica(redis_cluster.url, ports, "pod-7", extra):
+            await wait_http(f"http://127.0.0.1:{ports[0]}/readyz", wait)
+            assert await owner.service.presence.refresh([sid]) == {sid: 1}
+            await asyncio.wait_for(until_count(local, 1), 10)
+            assert await owner.service.registry.is_active(sid)
+    finally:
+        await local.close()
 
 
 async def test_redis_outage_keeps_serving_and_converges(

@@ -274,3 +274,29 @@ async def test_viewer_messages_are_discarded_and_oversize_ones_close_it(
         await wait(lambda: connections(replica, sid) == 1.0, what="oversize viewer uncounted")
         assert replica.service.hub.total == 1
         await asyncio.wait_for(await quiet.ping(), 10)
+
+
+async def test_a_joiner_whose_hello_differs_hears_the_settled_count(
+    replicas: Replicas, new_stream_id: Callable[[], str], wait: Wait
+) -> None:
+    """The last broadcast said 2; a third viewer joins (hello 3) and another leaves in
+    the same update interval, so the count is 2 again: the next update still tells the
+    joiner 2 (it used to compare with the last broadcast only and send nothing, leaving
+    the joiner on 3 for good). Ticks are driven by hand: no timing involved."""
+    replica = await replicas(presence="memory", viewer_update_interval=3600.0)
+    hub = replica.service.hub
+    sid = new_stream_id()
+    await replica.service.registry.start(sid, "test-1", "live")
+    async with connect(replica.ws(sid)) as first, connect(replica.ws(sid)) as second:
+        assert (await recv_json(first))["viewers"] == 1
+        assert (await recv_json(second))["viewers"] == 2
+        hub.tick()
+        assert (await recv_json(first))["viewers"] == 2
+        async with connect(replica.ws(sid)) as joiner:
+            assert (await recv_json(joiner))["viewers"] == 3
+            await second.close()
+            await wait(lambda: hub.local_viewers(sid) == 2, what="second left")
+            hub.tick()
+            update = await recv_json(joiner)
+            assert update == {"type": "viewers", "stream_id": sid, "viewers": 2}
+            assert (await recv_json(first))["viewers"] == 2

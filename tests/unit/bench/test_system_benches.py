@@ -8,7 +8,7 @@ from bench import Context
 from bench._procs import cpu_seconds, rss_bytes
 from bench._rtmp_stream import STREAM_BITS_PER_SECOND, StreamPlan
 from bench.bench_ingest import live_level, parser_stream
-from bench.bench_service import measure
+from bench.bench_service import TARGET_VIEWERS, _shares, measure, measure_together, top_level
 
 from nova_streaming.ingest.session import (
     MediaReceived,
@@ -48,13 +48,30 @@ def test_parser_stream_is_a_whole_publish_the_session_accepts() -> None:
 
 
 def test_service_measure_connects_and_reaches_every_viewer() -> None:
-    """Both servers hold the asked viewers and every one gets the broadcast."""
-    for kind in ("bare", "nova"):
-        result = measure(kind, [20], 1, QUICK)
+    """Every server holds the asked viewers and every one gets the broadcast."""
+    for kind in ("bare", "nova", "nova-asyncio-h11", "bare-uvloop", "picows"):
+        result = measure(kind, [20], 1, QUICK, client_capacity=8)  # three clients
         level = result.levels[0]
         assert level.connected == 20
         assert level.received == [20]
         assert level.rss > result.idle_rss
+        assert result.loop == ("asyncio" if kind in ("bare", "nova-asyncio-h11") else "uvloop")
+
+
+def test_servers_side_by_side_broadcast_in_turn() -> None:
+    """Two servers held at once: each keeps its own viewers, levels and broadcasts."""
+    runs = measure_together(["bare", "nova"], [10, 30], 2, QUICK, client_capacity=16)
+    for kind, run_ in runs.items():
+        assert [lvl.connected for lvl in run_.levels] == [10, 30], kind
+        assert [lvl.received for lvl in run_.levels] == [[10, 10], [30, 30]], kind
+        assert run_.levels[1].rss > run_.idle_rss
+
+
+def test_viewers_are_spread_over_client_processes() -> None:
+    """Viewers are shared out over the clients exactly; the top level fits the fd limit."""
+    assert _shares(20_000, 3) == [6_667, 6_667, 6_666]
+    assert sum(_shares(7, 7)) == 7 and _shares(5, 1) == [5]
+    assert 1_000 < top_level() <= TARGET_VIEWERS
 
 
 def test_ingest_live_level_direct_and_through_nginx() -> None:
