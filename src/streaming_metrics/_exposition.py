@@ -35,12 +35,12 @@ from __future__ import annotations
 
 import copy
 import gc
-import gzip
 import hmac
 import logging
 import re
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -53,6 +53,7 @@ from prometheus_client.openmetrics.exposition import ALLOWUTF8, UNDERSCORES
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
 
+from streaming_metrics._line_cache import LineCache
 from streaming_metrics.metrics import _StreamFamily
 
 logger = logging.getLogger("streaming_metrics.server")
@@ -68,7 +69,14 @@ MAX_QUERY_FIELDS = 512
 # Concurrent renders across all front ends of one Exposition; beyond it a scrape gets
 # 503 at once instead of queueing work (or threads) without bound.
 MAX_CONCURRENT_RENDERS = 8
-GZIP_LEVEL = 6
+# zlib level 1: about half the CPU of level 6 for a page about 7% larger (per-stream
+# lines compress about 4:1 either way); the scrape's cost is what the platform pays for.
+GZIP_LEVEL = 1
+# wbits for zlib.compressobj that make a gzip member (header and CRC trailer).
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+# A stretch of render work this long without a GIL hand-off is logged (debug), with the
+# phase it was in: an event loop waiting for the GIL was late by about as much.
+_SLOW_STRETCH_S = 0.004
 # GIL hand-off during a render (see _Yielding.tick): after about _SLICE_S of work the
 # render sleeps _HANDOFF_S, so a waiting event loop runs within about a millisecond
 # instead of a switch interval (5 ms by default); the sleeps cost a few percent of a
@@ -78,7 +86,7 @@ GZIP_LEVEL = 6
 _SLICE_S = 0.001
 _HANDOFF_S = 0.0001
 _TICK_EVERY = 32
-_LINES_PER_CHUNK = 500
+_LINES_PER_CHUNK = 1_000
 
 # Sample-name suffixes a family name can carry, so `name[]=<family>` selects the whole
 # family (client_python's own filter matches sample names only).
@@ -133,12 +141,13 @@ class Render:
     accept: str
     accept_encoding: str
     _release: Callable[[], None]
+    lines: LineCache = field(default_factory=LineCache)
     _done: bool = field(default=False)
 
     def run(self) -> Response:
         """Collect the registry and encode it; never raises."""
         try:
-            return _render(self.registry, self.accept, self.accept_encoding)
+            return _render(self.registry, self.accept, self.accept_encoding, self.lines)
         finally:
             self.cancel()
 
@@ -187,6 +196,9 @@ class Exposition:
         self._registry = resolve_registry(registry)
         self._token = validate_token(token)
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_RENDERS)
+        # Shared by every render of this registry: what one scrape rendered, the next
+        # reuses where nothing changed.
+        self._lines = LineCache()
 
     def plan(self, request: Request) -> Response | Render:
         """Answer a request, or return the render it needs. Cheap; never raises."""
@@ -214,6 +226,7 @@ class Exposition:
             request.accept or "",
             request.accept_encoding or "",
             self._slots.release,
+            self._lines,
         )
 
     def _check_auth(self, authorization: str | None) -> Response | None:
@@ -372,6 +385,8 @@ class _Yielding:
         self._handoff_s = handoff_s
         self._count = 0
         self._last = time.perf_counter()
+        # What the render is doing now, named in the slow-stretch debug log.
+        self.phase = "starting"
 
     def collect(self) -> Iterator[Metric]:
         for metric in self._collector.collect():
@@ -393,7 +408,14 @@ class _Yielding:
         stayed at the switch interval). So: a short real sleep, once per slice.
         """
         now = time.perf_counter()
-        if now - self._last >= self._slice_s:
+        held = now - self._last
+        if held >= self._slice_s:
+            if held > _SLOW_STRETCH_S:
+                logger.debug(
+                    "metrics render: %.1f ms without a GIL hand-off, until the end of: %s",
+                    held * 1000,
+                    self.phase,
+                )
             time.sleep(self._handoff_s)
             self._last = time.perf_counter()
 
@@ -423,15 +445,20 @@ class _One:
         return [self._metric]
 
 
-def _encode(encoder: Callable[[Collector], bytes], collector: Collector) -> bytes:
-    """``encoder(collector)``, byte for byte, with the loop-friendly render applied.
+def _encode(
+    encoder: Callable[[Collector], bytes],
+    collector: Collector,
+    lines: LineCache,
+    yielding: _Yielding,
+) -> list[bytes]:
+    """``encoder(collector)``, byte for byte, as a list of parts, rendered loop-friendly.
 
     prometheus_client's text and OpenMetrics pages are the concatenation of each
     family's block (OpenMetrics then ends with ``# EOF``), so each family is encoded
-    alone by ``encoder`` itself, its samples read through :class:`_Yielding`; a
-    per-stream family of :class:`~streaming_metrics.StreamingMetrics` gets its header
-    from ``encoder`` and its sample lines from its own ``exposition_lines()``. An
-    encoder this does not know runs as is.
+    alone by ``encoder`` itself, its samples read through ``yielding``; a per-stream
+    family of :class:`~streaming_metrics.StreamingMetrics` gets its header from
+    ``encoder`` and its sample lines from ``lines`` (cached prefixes and chunks, see
+    :mod:`streaming_metrics._line_cache`). An encoder this does not know runs as is.
     """
     func = getattr(encoder, "func", encoder)
     keywords: dict[str, Any] = getattr(encoder, "keywords", {})
@@ -440,44 +467,84 @@ def _encode(encoder: Callable[[Collector], bytes], collector: Collector) -> byte
     elif func is generate_openmetrics:
         trailer = b"# EOF\n"
     else:
-        return encoder(_Yielding(collector))
+        yielding.phase = "encoding with an unknown encoder"
+        return [encoder(yielding)]
     # Underscores and allow-utf-8 leave legacy names as they are, which the lines rely on.
     lines_ok = keywords.get("escaping", UNDERSCORES) in (UNDERSCORES, ALLOWUTF8)
-    yielding = _Yielding(collector)
     parts: list[bytes] = []
+    yielding.phase = "collecting the first family"
     for metric in collector.collect():
         # Building a family is the collector's work, outside any chunk: hand off after
         # it, and again after the family is encoded and freed (freeing 10k-sample
         # columns is its own burst), so no two of these bursts run back to back.
         yielding.tick()
+        yielding.phase = f"encoding {metric.name}"
         chunks = None
-        if lines_ok and isinstance(metric, _StreamFamily):
-            chunks = metric.exposition_lines(_LINES_PER_CHUNK)
+        if lines_ok and isinstance(metric, _StreamFamily) and metric._samples is None:
+            chunks = lines.chunks(_columns_of(metric), _LINES_PER_CHUNK)
         if chunks is not None:
             header = Metric(metric.name, metric.documentation, metric.type, metric.unit)
             parts.append(encoder(_One(header)).removesuffix(trailer))
             for chunk in chunks:
-                parts.append(chunk.encode("utf-8"))
+                parts.append(chunk)
                 yielding.tick()
         else:
             parts.append(encoder(_One(yielding.view(metric))).removesuffix(trailer))
+        yielding.phase = f"freeing {metric.name}"
         del metric, chunks
         yielding.tick()
+        yielding.phase = "collecting the family after the last one encoded"
     parts.append(trailer)
-    return b"".join(parts)
+    return parts
 
 
-def _render(registry: Collector, accept: str, accept_encoding: str) -> Response:
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """A per-stream family's columns, as :class:`LineCache` reads them."""
+
+    sample_name: str
+    label_names: tuple[str, ...]
+    columns: tuple[list[str], ...]
+    values: list[float]
+
+
+def _columns_of(metric: _StreamFamily) -> _Columns:
+    return _Columns(metric._sample_name, metric._labelnames, metric._columns, metric._values)
+
+
+def _compress(parts: list[bytes], yielding: _Yielding) -> list[bytes]:
+    """``parts`` as one gzip member, compressed part by part with hand-offs between.
+
+    zlib releases the GIL while it compresses, so this phase barely competes with an
+    event loop; compressing part by part keeps each call short and lets the render
+    hand off between them like everywhere else.
+    """
+    yielding.phase = "compressing"
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
+    out: list[bytes] = []
+    for part in parts:
+        out.append(compressor.compress(part))
+        yielding.tick()
+    out.append(compressor.flush())
+    return out
+
+
+def _render(registry: Collector, accept: str, accept_encoding: str, lines: LineCache) -> Response:
+    yielding = _Yielding(registry)
     try:
         encoder, content_type = choose_encoder(_safe_accept(accept))
         # The paused collection covers the frees at the end of the encoder too.
         with _GC_PAUSE:
-            body = _encode(encoder, registry)
+            parts = _encode(encoder, registry, lines, yielding)
+            headers = [("Content-Type", content_type), ("Vary", "Accept, Accept-Encoding")]
+            if _gzip_allowed(accept_encoding):
+                parts = _compress(parts, yielding)
+                headers.append(("Content-Encoding", "gzip"))
+            yielding.phase = "joining the page"
+            body = b"".join(parts)
+            del parts
+            yielding.tick()
     except Exception:
         logger.exception("metrics: collecting the registry failed")
         return text_response(500, "metrics collection failed\n")
-    headers = [("Content-Type", content_type), ("Vary", "Accept, Accept-Encoding")]
-    if _gzip_allowed(accept_encoding):
-        body = gzip.compress(body, compresslevel=GZIP_LEVEL)
-        headers.append(("Content-Encoding", "gzip"))
     return Response(200, tuple(headers), body)

@@ -283,3 +283,33 @@ async def test_close_with_queued_renders_gives_back_their_slots(
         gate.set()
         app.close()
     assert again == [200] * MAX_CONCURRENT_RENDERS
+
+
+async def test_big_page_is_sent_in_pieces() -> None:
+    """A page over 64 KiB goes out in several body messages that join to the page."""
+    from prometheus_client import Gauge, generate_latest
+
+    registry = CollectorRegistry()
+    gauge = Gauge("demo_wide", "Many series.", ["n"], registry=registry)
+    for n in range(5_000):
+        gauge.labels(str(n)).set(n)
+    app = metrics_app(registry)
+    messages: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        messages.append(dict(message))
+
+    scope = {"type": "http", "method": "GET", "path": "/metrics", "headers": []}
+    try:
+        await app(scope, receive, send)
+    finally:
+        app.close()
+    bodies = [m for m in messages if m["type"] == "http.response.body"]
+    page = generate_latest(registry)
+    assert len(page) > 2 * 65_536
+    assert len(bodies) == -(-len(page) // 65_536)
+    assert all(m.get("more_body") for m in bodies[:-1]) and not bodies[-1].get("more_body")
+    assert b"".join(m["body"] for m in bodies) == page
