@@ -103,6 +103,4 @@ def test_call_time_imports_are_the_known_one() -> None:
     ``timer()`` builds StreamTimers, so one of the two must be resolved at call time.
     A new call-time import would hide a circle from the test above."""
     deferred = {module: sorted(_imports(module)[1]) for module in MODULES}
-    assert {module: found for module, found in deferred.items() if found} == {
-        "timer": ["_default"]
-    }
+    assert {module: found for module, found in deferred.items() if found} == {"timer": ["_default"]}
