@@ -9,18 +9,20 @@ exposition can write their lines without one Sample per series.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Final
+from itertools import compress, repeat
+from operator import and_, attrgetter, eq, is_not, itemgetter, methodcaller, not_, or_, truth
+from typing import TypeVar, cast
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
-from prometheus_client.utils import floatToGoString
 
 from streaming_metrics import definitions as d
+from streaming_metrics._handoff import pause_point
+from streaming_metrics._line_cache import LineCache
 from streaming_metrics._stream import StreamRecord
 
-# prometheus_client's float formatting (untyped there); both formats use it.
-_go_float: Final[Callable[[float], str]] = floatToGoString
+_T = TypeVar("_T")
 
 
 class _StreamCollector(Collector):
@@ -57,8 +59,9 @@ class _StreamFamily(Metric):
     Strings and floats are not tracked by the garbage collector, so a scrape of 10k
     streams allocates a handful of lists instead of one Sample (and labels dict) per
     series, and the exposition can write the lines straight from the columns
-    (:meth:`exposition_lines`) instead of formatting Sample objects one by one: the
-    part of a render that holds the GIL shrinks by an order of magnitude, which is
+    (:meth:`line_chunks`, from cached label prefixes) instead of formatting Sample
+    objects one by one: the part of a render that holds the GIL shrinks by an order
+    of magnitude, which is
     what keeps a render thread from stalling an event loop (see
     ``streaming_metrics._exposition``). ``samples`` still gives ordinary Sample
     objects, built on first use, for everything else that reads the family
@@ -99,117 +102,143 @@ class _StreamFamily(Metric):
         # Metric.__init__ assigns an empty list: that means "not built yet" here.
         self._samples = samples or None
 
-    def exposition_lines(self, rows_per_chunk: int = 1_000) -> Iterator[str] | None:
-        """The sample lines in chunks, as text 0.0.4 and OpenMetrics both write them.
+    @property
+    def sample_name(self) -> str:
+        """The name on every sample line (a counter's keeps its ``_total``)."""
+        return self._sample_name
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The label names, in the order of :attr:`columns`."""
+        return self._labelnames
+
+    @property
+    def columns(self) -> tuple[list[str], ...]:
+        """One list of label values per label name, one entry per series."""
+        return self._columns
+
+    @property
+    def values(self) -> list[float]:
+        """One value per series."""
+        return self._values
+
+    def line_chunks(self, cache: LineCache, rows_per_chunk: int) -> Iterator[bytes] | None:
+        """The sample lines as UTF-8 chunks, as text 0.0.4 and OpenMetrics write them.
 
         Valid for the escaping schemes that leave legacy names untouched (underscores,
         allow-utf-8): names and label names come from the definitions, so they are
         legacy names, and label values are validated (UUIDs, ``LABEL_VALUE_PATTERN``),
         so they need no escaping; None (use ``samples``) if one somehow would, or if
-        someone replaced ``samples``. Labels are in name order, values as
-        ``floatToGoString`` writes them. Chunks let the caller pause between them.
+        someone replaced ``samples``. ``cache`` keeps what the last render made (see
+        :mod:`streaming_metrics._line_cache`); chunks let the caller pause between them.
         """
         if self._samples is not None:
             return None
-        for column in self._columns:
-            joined = "".join(column)
-            if "\\" in joined or '"' in joined or "\n" in joined:
-                return None
-        return self._line_chunks(max(1, rows_per_chunk))
+        return cache.chunks(self, rows_per_chunk)
 
-    def _line_chunks(self, size: int) -> Iterator[str]:
-        order = sorted(range(len(self._labelnames)), key=self._labelnames.__getitem__)
-        columns = [self._columns[i] for i in order]
-        keys = [self._labelnames[i] for i in order]
-        # One str.format per line, driven by map: formatting a line in C instead of
-        # building it from Python pieces (a join per row for several labels) is what
-        # keeps a chunk well under a millisecond, so the caller's hand-offs between
-        # chunks stay about a millisecond apart whatever the number of labels.
-        labels = ",".join(f'{_brace_safe(key)}="{{}}"' for key in keys)
-        line = _brace_safe(self._sample_name) + "{{" + labels + "}} {}\n"
-        fmt, values = _go_float, self._values
-        for start in range(0, len(values), size):
-            stop = start + size
-            yield "".join(
-                map(
-                    line.format,
-                    *[column[start:stop] for column in columns],
-                    map(fmt, values[start:stop]),
-                )
-            )
+    def exposition_lines(self, rows_per_chunk: int = 1_000) -> Iterator[str] | None:
+        """:meth:`line_chunks` as text, with a cache of its own (nothing reused)."""
+        chunks = self.line_chunks(LineCache(), rows_per_chunk)
+        return None if chunks is None else (chunk.decode() for chunk in chunks)
 
 
-def _brace_safe(text: str) -> str:
-    """``text`` as a literal inside a ``str.format`` template."""
-    return text.replace("{", "{{").replace("}", "}}")
+# Column reads over all records: each is one ``list(map(...))`` call that runs in C
+# without executing Python code, so no other thread runs in between and the column is
+# a snapshot of one instant (the scrape reads records without their lock; each field
+# is replaced whole). It is also several times faster than a Python loop, and a
+# builder's time is time a render holds the GIL without a chance to hand it over.
+_SID = attrgetter("stream_id")
+_CONNECTIONS = attrgetter("connections")
+_PEAK = attrgetter("peak")
+_BITRATES = attrgetter("bitrates")
+_INFO = attrgetter("info")
+_LAG = attrgetter("lag")
+_DROPS = attrgetter("drops")
+_SECOND = attrgetter("second")
+_P95 = attrgetter("p95")
+_CLOSED = attrgetter("closed")
+_CURRENT = attrgetter("current")
+_REGION = itemgetter(0)
+_KIND = itemgetter(1)
+# Lag values are computed in Python, window by window; between slices of this many
+# windows the render may hand the GIL over (streaming_metrics._handoff).
+_LAG_SLICE = 1_000
+
+
+def _present(sids: list[str], values: list[_T | None]) -> tuple[list[str], list[_T]]:
+    """The rows whose value is not None, with their stream ids (C-level filtering)."""
+    if None not in values:
+        return sids, cast(list[_T], values)
+    keep = list(map(is_not, values, repeat(None)))
+    return list(compress(sids, keep)), cast(list[_T], list(compress(values, keep)))
 
 
 def _connections(records: list[StreamRecord]) -> _StreamFamily:
-    return _StreamFamily(
-        d.WEBSOCKET_CONNECTIONS,
-        ([rec.stream_id for rec in records],),
-        [float(rec.connections) for rec in records],
-    )
+    connections = list(map(_CONNECTIONS, records))
+    sids = list(map(_SID, records))
+    return _StreamFamily(d.WEBSOCKET_CONNECTIONS, (sids,), list(map(float, connections)))
 
 
 def _peaks(records: list[StreamRecord]) -> _StreamFamily:
-    sids: list[str] = []
-    values: list[float] = []
-    for rec in records:
-        peak = rec.peak
-        if peak is not None:
-            sids.append(rec.stream_id)
-            values.append(peak)
+    peaks = list(map(_PEAK, records))
+    sids, values = _present(list(map(_SID, records)), peaks)
     return _StreamFamily(d.PEAK_VIEWERS, (sids,), values)
 
 
 def _bitrates(records: list[StreamRecord]) -> _StreamFamily:
+    rates = list(map(_BITRATES, records))
     sids: list[str] = []
     qualities: list[str] = []
     values: list[float] = []
-    for rec in records:
-        for quality, rate in rec.bitrates.items():
-            sids.append(rec.stream_id)
+    # Only streams with a bitrate (a non-empty dict, replaced whole on write) cost a
+    # Python step.
+    for sid, by_quality in compress(zip(map(_SID, records), rates, strict=True), rates):
+        for quality, rate in by_quality.items():
+            sids.append(sid)
             qualities.append(quality)
             values.append(rate)
     return _StreamFamily(d.QUALITY_BITRATE_KBPS, (sids, qualities), values)
 
 
 def _infos(records: list[StreamRecord]) -> _StreamFamily:
-    sids: list[str] = []
-    regions: list[str] = []
-    kinds: list[str] = []
-    for rec in records:
-        started = rec.info
-        if started is not None:
-            sids.append(rec.stream_id)
-            regions.append(started[0])
-            kinds.append(started[1])
+    infos = list(map(_INFO, records))
+    sids, started = _present(list(map(_SID, records)), infos)
+    regions = list(map(_REGION, started))
+    kinds = list(map(_KIND, started))
     return _StreamFamily(d.STREAM_INFO, (sids, regions, kinds), [1.0] * len(sids))
 
 
 def _lags(records: list[StreamRecord], now: float) -> _StreamFamily:
-    sids: list[str] = []
-    values: list[float] = []
-    for rec in records:
-        window = rec.lag
-        if window is not None:
-            lag = window.value(now)
-            if lag is not None:
-                sids.append(rec.stream_id)
-                values.append(lag)
+    sids, windows = _present(list(map(_SID, records)), list(map(_LAG, records)))
+    second = int(now)
+    value = methodcaller("value", now)
+    lags: list[float | None] = []
+    # LagWindow.value answers from its fields alone in the two common cases, done here
+    # for a slice of windows at once in C: a window whose open second is now's gives
+    # its p95, one that never saw a frame gives None. Only the rest (streams that
+    # stopped sending) run value(): Python work, a microsecond or more each, so the
+    # slices end with a chance to hand the GIL over (10k-50k windows in one stretch
+    # would hold it for tens of ms). test_collector_lags checks this against value().
+    for start in range(0, len(windows), _LAG_SLICE):
+        part = windows[start : start + _LAG_SLICE]
+        fresh = list(map(eq, map(_SECOND, part), repeat(second)))
+        p95s = list(map(_P95, part))
+        framed = list(map(or_, map(truth, map(_CLOSED, part)), map(truth, map(_CURRENT, part))))
+        got = [p95 if is_fresh else None for p95, is_fresh in zip(p95s, fresh, strict=True)]
+        stale = list(map(and_, map(not_, fresh), framed))
+        if True in stale:
+            for index in compress(range(len(part)), stale):
+                got[index] = value(part[index])
+        lags.extend(got)
+        pause_point()
+    sids, values = _present(sids, lags)
     return _StreamFamily(d.STREAM_INGEST_LAG_SECONDS, (sids,), values)
 
 
 def _drops(records: list[StreamRecord]) -> _StreamFamily:
-    sids: list[str] = []
-    values: list[float] = []
-    for rec in records:
-        drops = rec.drops
-        if drops is not None:
-            sids.append(rec.stream_id)
-            values.append(float(drops))
-    return _StreamFamily(d.STREAM_FRAME_DROPS, (sids,), values)
+    drops = list(map(_DROPS, records))
+    sids, counts = _present(list(map(_SID, records)), drops)
+    return _StreamFamily(d.STREAM_FRAME_DROPS, (sids,), list(map(float, counts)))
 
 
 def _family(definition: d.MetricDefinition) -> Metric:

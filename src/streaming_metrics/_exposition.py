@@ -54,6 +54,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import Collector
 
 from streaming_metrics._collector import _StreamFamily
+from streaming_metrics._handoff import pausing
 from streaming_metrics._line_cache import LineCache
 
 logger = logging.getLogger("streaming_metrics.server")
@@ -72,6 +73,9 @@ MAX_CONCURRENT_RENDERS = 8
 # zlib level 1: about half the CPU of level 6 for a page about 7% larger (per-stream
 # lines compress about 4:1 either way); the scrape's cost is what the platform pays for.
 GZIP_LEVEL = 1
+# Body pieces (see Response): big enough that writing one is not overhead, small enough
+# that a server copies or frames one in well under a millisecond.
+PIECE_BYTES = 65_536
 # wbits for zlib.compressobj that make a gzip member (header and CRC trailer).
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 # A stretch of render work this long without a GIL hand-off is logged (debug), with the
@@ -81,8 +85,8 @@ _SLOW_STRETCH_S = 0.004
 # render sleeps _HANDOFF_S, so a waiting event loop runs within about a millisecond
 # instead of a switch interval (5 ms by default); the sleeps cost a few percent of a
 # render's time. The clock is read every _TICK_EVERY samples (prometheus_client encodes
-# a sample in 10-20 us) and after every _LINES_PER_CHUNK lines of a per-stream family
-# (about 0.5 ms of work).
+# a sample in 10-20 us) and after every chunk of _LINES_PER_CHUNK lines of a per-stream
+# family (well under 0.5 ms of work, cached or not).
 _SLICE_S = 0.001
 _HANDOFF_S = 0.0001
 _TICK_EVERY = 32
@@ -117,16 +121,26 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """A complete answer: status, headers and the body a GET would carry."""
+    """A complete answer: status, headers and the body a GET would carry.
+
+    The body is kept as ``pieces`` of at most about :data:`PIECE_BYTES` each, written
+    one after the other: a multi-MB page is never joined into one buffer (a copy that
+    holds the GIL) nor handed to a server in one send.
+    """
 
     status: int
     headers: tuple[tuple[str, str], ...]
-    body: bytes
+    pieces: tuple[bytes, ...]
+
+    @property
+    def body(self) -> bytes:
+        """The whole body in one buffer (a copy; servers write :attr:`pieces`)."""
+        return b"".join(self.pieces)
 
     @property
     def content_length(self) -> int:
         """Length of the body a GET carries (also announced for HEAD)."""
-        return len(self.body)
+        return sum(map(len, self.pieces))
 
 
 @dataclass(slots=True)
@@ -160,7 +174,7 @@ class Render:
 
 def text_response(status: int, text: str, extra: Iterable[tuple[str, str]] = ()) -> Response:
     """A small plain-text response."""
-    return Response(status, (("Content-Type", _TEXT), *extra), text.encode("utf-8"))
+    return Response(status, (("Content-Type", _TEXT), *extra), (text.encode("utf-8"),))
 
 
 def validate_token(token: str | None) -> bytes | None:
@@ -480,8 +494,8 @@ def _encode(
         yielding.tick()
         yielding.phase = f"encoding {metric.name}"
         chunks = None
-        if lines_ok and isinstance(metric, _StreamFamily) and metric._samples is None:
-            chunks = lines.chunks(_columns_of(metric), _LINES_PER_CHUNK)
+        if lines_ok and isinstance(metric, _StreamFamily):
+            chunks = metric.line_chunks(lines, _LINES_PER_CHUNK)
         if chunks is not None:
             header = Metric(metric.name, metric.documentation, metric.type, metric.unit)
             parts.append(encoder(_One(header)).removesuffix(trailer))
@@ -496,20 +510,6 @@ def _encode(
         yielding.phase = "collecting the family after the last one encoded"
     parts.append(trailer)
     return parts
-
-
-@dataclass(frozen=True, slots=True)
-class _Columns:
-    """A per-stream family's columns, as :class:`LineCache` reads them."""
-
-    sample_name: str
-    label_names: tuple[str, ...]
-    columns: tuple[list[str], ...]
-    values: list[float]
-
-
-def _columns_of(metric: _StreamFamily) -> _Columns:
-    return _Columns(metric._sample_name, metric._labelnames, metric._columns, metric._values)
 
 
 def _compress(parts: list[bytes], yielding: _Yielding) -> list[bytes]:
@@ -534,17 +534,44 @@ def _render(registry: Collector, accept: str, accept_encoding: str, lines: LineC
     try:
         encoder, content_type = choose_encoder(_safe_accept(accept))
         # The paused collection covers the frees at the end of the encoder too.
-        with _GC_PAUSE:
+        # pausing: long work inside a collector (streaming_metrics._collector) hands the
+        # GIL over through this render's tick as well.
+        with _GC_PAUSE, pausing(yielding.tick):
             parts = _encode(encoder, registry, lines, yielding)
             headers = [("Content-Type", content_type), ("Vary", "Accept, Accept-Encoding")]
             if _gzip_allowed(accept_encoding):
                 parts = _compress(parts, yielding)
                 headers.append(("Content-Encoding", "gzip"))
-            yielding.phase = "joining the page"
-            body = b"".join(parts)
+            yielding.phase = "joining parts into pieces"
+            pieces = _pieces(parts)
             del parts
             yielding.tick()
     except Exception:
         logger.exception("metrics: collecting the registry failed")
         return text_response(500, "metrics collection failed\n")
-    return Response(200, tuple(headers), body)
+    return Response(200, tuple(headers), pieces)
+
+
+def _pieces(parts: list[bytes]) -> tuple[bytes, ...]:
+    """``parts`` regrouped into pieces of at most twice PIECE_BYTES: small parts
+    joined until a piece reaches PIECE_BYTES, big ones cut."""
+    pieces: list[bytes] = []
+    group: list[bytes] = []
+    size = 0
+    for whole in parts:
+        cut = [whole]
+        if len(whole) > 2 * PIECE_BYTES:
+            cut = [whole[i : i + PIECE_BYTES] for i in range(0, len(whole), PIECE_BYTES)]
+        for part in cut:
+            if group and size + len(part) > 2 * PIECE_BYTES:
+                pieces.append(b"".join(group))
+                group, size = [], 0
+            if part:
+                group.append(part)
+                size += len(part)
+            if size >= PIECE_BYTES:
+                pieces.append(b"".join(group) if len(group) > 1 else group[0])
+                group, size = [], 0
+    if group or not pieces:
+        pieces.append(b"".join(group))
+    return tuple(pieces)

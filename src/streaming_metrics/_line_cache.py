@@ -29,7 +29,7 @@ entry; each render replaces a family's chunk list whole.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Final, Protocol, cast
 
 from prometheus_client.utils import floatToGoString
@@ -70,8 +70,15 @@ class ColumnFamily(Protocol):
         ...
 
 
-class _Unrenderable(Exception):
-    """A label value needs escaping: leave the family to prometheus_client."""
+def _needs_escape(column: list[str]) -> bool:
+    """Whether a label value of ``column`` has a character the format escapes."""
+    joined = "".join(column)
+    return any(char in joined for char in _NEEDS_ESCAPE)
+
+
+# One chunk of a render: its label columns, its values' bits, and its encoded lines
+# (None while still to be rendered).
+_Chunk = tuple[list[list[str]], bytes, bytes | None]
 
 
 class _FamilyCache:
@@ -124,70 +131,57 @@ class LineCache:
             template = family.sample_name + "{{" + labels + "}} "
             cache = self._families.setdefault(key, _FamilyCache(template))
         values = family.values
-        # Check the whole family before the first chunk: a family is rendered here
-        # entirely or not at all (the caller cannot take back chunks it has written).
-        try:
-            prefixes = self._fill_prefixes(cache, columns)
-        except _Unrenderable:
-            return None
-        return self._chunks(cache, prefixes, columns, values, max(1, rows_per_chunk))
+        size = max(1, rows_per_chunk)
+        previous = cache.chunks
+        plan: list[_Chunk] = []
+        for index, start in enumerate(range(0, len(values), size)):
+            stop = start + size
+            rows = [column[start:stop] for column in columns]
+            # The exact bits, not float equality: -0.0 must not reuse "0.0".
+            bits = array("d", values[start:stop]).tobytes()
+            data = None
+            if index < len(previous):
+                old_rows, old_bits, old_data = previous[index]
+                if old_bits == bits and old_rows == rows:
+                    data = old_data
+            plan.append((rows, bits, data))
+        # Every chunk to render is checked before the first is given out: a family is
+        # rendered here entirely or not at all (the caller cannot take back chunks it
+        # has written). Reused chunks were checked when they were made.
+        for rows, _, data in plan:
+            if data is None and any(_needs_escape(column) for column in rows):
+                return None
+        if len(cache.prefixes) > 2 * len(values) + 1_024:
+            # Many series left the page: start the prefixes afresh rather than keep
+            # those of streams long gone (rendered chunks need none).
+            cache.prefixes = {}
+        return self._chunks(cache, cache.prefixes, plan)
 
     def _chunks(
-        self,
-        cache: _FamilyCache,
-        prefixes: dict[object, str],
-        columns: list[list[str]],
-        values: list[float],
-        size: int,
+        self, cache: _FamilyCache, prefixes: dict[object, str], plan: list[_Chunk]
     ) -> Iterator[bytes]:
-        previous = cache.chunks
         made: list[tuple[list[list[str]], bytes, bytes]] = []
-        single = len(columns) == 1
+        template = cache.template.format
         try:
-            for index, start in enumerate(range(0, len(values), size)):
-                stop = start + size
-                rows = [column[start:stop] for column in columns]
-                # The exact bits, not float equality: -0.0 must not reuse "0.0".
-                bits = array("d", values[start:stop]).tobytes()
-                if index < len(previous):
-                    old_rows, old_bits, old_data = previous[index]
-                    if old_bits == bits and old_rows == rows:
-                        made.append((rows, bits, old_data))
-                        yield old_data
-                        continue
-                keys: Sequence[object] = rows[0] if single else list(zip(*rows, strict=True))
-                heads = list(map(prefixes.__getitem__, keys))
-                data = "".join(map(str.__add__, heads, self._value_texts(bits))).encode()
+            for rows, bits, data in plan:
+                if data is None:
+                    keys = rows[0] if len(rows) == 1 else list(zip(*rows, strict=True))
+                    found = list(map(prefixes.get, keys))
+                    if None in found:
+                        # New series in this chunk: format the chunk's prefixes in one
+                        # C-level pass rather than row by row in Python.
+                        heads = list(map(template, *rows))
+                        prefixes.update(zip(keys, heads, strict=True))
+                    else:
+                        heads = cast(list[str], found)
+                    texts = self._value_texts(bits)
+                    data = "".join(map(str.__add__, heads, texts)).encode()
                 made.append((rows, bits, data))
                 yield data
         finally:
-            # Whatever was rendered this time is what the next render compares with;
-            # a render cut short keeps the older chunks beyond where it stopped.
-            cache.chunks = made + previous[len(made) :]
-
-    def _fill_prefixes(self, cache: _FamilyCache, columns: list[list[str]]) -> dict[object, str]:
-        """Make the prefix of every row that has none yet; forget rows gone for good.
-
-        Returns the dict holding every row's prefix: a concurrent render may replace
-        ``cache.prefixes`` with a pruned copy, but never changes this one's entries.
-        """
-        prefixes = cache.prefixes
-        keys: Sequence[object] = (
-            columns[0] if len(columns) == 1 else list(zip(*columns, strict=True))
-        )
-        found = list(map(prefixes.get, keys))
-        if None in found:
-            template = cache.template
-            for key, prefix in zip(keys, found, strict=True):
-                if prefix is None:
-                    label_values = (key,) if isinstance(key, str) else cast(tuple[str, ...], key)
-                    if any(c in v for v in label_values for c in _NEEDS_ESCAPE):
-                        raise _Unrenderable
-                    prefixes[key] = template.format(*label_values)
-        if len(prefixes) > 2 * len(keys) + 1_024:
-            # Series that left the page: keep the cache to about the live rows.
-            prefixes = cache.prefixes = {key: prefixes[key] for key in keys}
-        return prefixes
+            # What was rendered this time is what the next render compares with; a
+            # render cut short keeps only what it got to (the rest renders anew).
+            cache.chunks = made
 
     def _value_texts(self, bits: bytes) -> list[str]:
         """``floatToGoString(value) + "\\n"`` for each 8-byte value in ``bits``."""

@@ -58,8 +58,6 @@ _MAX_HEAD_BYTES = 65536
 # Workers answering complete requests: every render slot, plus two so that /healthz and
 # the 503 "too many concurrent scrapes" are answered while all renders run.
 _MAX_WORKERS = MAX_CONCURRENT_RENDERS + 2
-# The ASGI app sends a body in pieces of this size (see MetricsApp._http).
-_SEND_CHUNK_BYTES = 65_536
 # How often the serve loop checks for close(): bounds how long close() blocks.
 _POLL_INTERVAL_S = 0.2
 # Refusals are logged at most this often (each one is counted).
@@ -162,7 +160,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(response.body)
+            for piece in response.pieces:
+                self.wfile.write(piece)
 
     def _joined(self, name: str) -> str | None:
         values = self.headers.get_all(name)
@@ -694,16 +693,13 @@ class MetricsApp:
                 ],
             }
         )
-        body = b"" if request.method == "HEAD" else response.body
         # A multi-MB page in one send would have the server copy and frame it in one go
-        # on the event loop; in pieces, each send is short and flow control (the server
-        # waits for the socket to drain) runs between them.
-        start = 0
-        while len(body) - start > _SEND_CHUNK_BYTES:
-            piece = body[start : start + _SEND_CHUNK_BYTES]
-            start += _SEND_CHUNK_BYTES
+        # on the event loop; piece by piece (64 KiB), each send is short and flow
+        # control (the server waits for the socket to drain) runs between them.
+        pieces = () if request.method == "HEAD" else response.pieces
+        for piece in pieces[:-1]:
             await send({"type": "http.response.body", "body": piece, "more_body": True})
-        await send({"type": "http.response.body", "body": body[start:]})
+        await send({"type": "http.response.body", "body": pieces[-1] if pieces else b""})
 
     async def _run(self, render: Render) -> Response:
         try:
