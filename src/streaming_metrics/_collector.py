@@ -145,8 +145,10 @@ class _StreamFamily(Metric):
 # Column reads over all records: each is one ``list(map(...))`` call that runs in C
 # without executing Python code, so no other thread runs in between and the column is
 # a snapshot of one instant (the scrape reads records without their lock; each field
-# is replaced whole). It is also several times faster than a Python loop, and a
-# builder's time is time a render holds the GIL without a chance to hand it over.
+# is replaced whole). It is also several times faster than a Python loop. Between
+# such reads a builder calls pause_point(), so a render can hand the GIL over (a read
+# of 50k records is a millisecond or two); only the value column must be one read,
+# stream ids never change.
 _SID = attrgetter("stream_id")
 _CONNECTIONS = attrgetter("connections")
 _PEAK = attrgetter("peak")
@@ -175,18 +177,21 @@ def _present(sids: list[str], values: list[_T | None]) -> tuple[list[str], list[
 
 def _connections(records: list[StreamRecord]) -> _StreamFamily:
     connections = list(map(_CONNECTIONS, records))
+    pause_point()
     sids = list(map(_SID, records))
     return _StreamFamily(d.WEBSOCKET_CONNECTIONS, (sids,), list(map(float, connections)))
 
 
 def _peaks(records: list[StreamRecord]) -> _StreamFamily:
     peaks = list(map(_PEAK, records))
+    pause_point()
     sids, values = _present(list(map(_SID, records)), peaks)
     return _StreamFamily(d.PEAK_VIEWERS, (sids,), values)
 
 
 def _bitrates(records: list[StreamRecord]) -> _StreamFamily:
     rates = list(map(_BITRATES, records))
+    pause_point()
     sids: list[str] = []
     qualities: list[str] = []
     values: list[float] = []
@@ -202,7 +207,9 @@ def _bitrates(records: list[StreamRecord]) -> _StreamFamily:
 
 def _infos(records: list[StreamRecord]) -> _StreamFamily:
     infos = list(map(_INFO, records))
+    pause_point()
     sids, started = _present(list(map(_SID, records)), infos)
+    pause_point()
     regions = list(map(_REGION, started))
     kinds = list(map(_KIND, started))
     return _StreamFamily(d.STREAM_INFO, (sids, regions, kinds), [1.0] * len(sids))
@@ -210,6 +217,7 @@ def _infos(records: list[StreamRecord]) -> _StreamFamily:
 
 def _lags(records: list[StreamRecord], now: float) -> _StreamFamily:
     sids, windows = _present(list(map(_SID, records)), list(map(_LAG, records)))
+    pause_point()
     second = int(now)
     value = methodcaller("value", now)
     lags: list[float | None] = []
@@ -237,6 +245,7 @@ def _lags(records: list[StreamRecord], now: float) -> _StreamFamily:
 
 def _drops(records: list[StreamRecord]) -> _StreamFamily:
     drops = list(map(_DROPS, records))
+    pause_point()
     sids, counts = _present(list(map(_SID, records)), drops)
     return _StreamFamily(d.STREAM_FRAME_DROPS, (sids,), list(map(float, counts)))
 

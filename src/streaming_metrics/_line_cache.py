@@ -70,7 +70,7 @@ class ColumnFamily(Protocol):
         ...
 
 
-def _needs_escape(column: list[str]) -> bool:
+def _needs_escape(column: tuple[str, ...]) -> bool:
     """Whether a label value of ``column`` has a character the format escapes."""
     joined = "".join(column)
     return any(char in joined for char in _NEEDS_ESCAPE)
@@ -78,7 +78,7 @@ def _needs_escape(column: list[str]) -> bool:
 
 # One chunk of a render: its label columns, its values' bits, and its encoded lines
 # (None while still to be rendered).
-_Chunk = tuple[list[list[str]], bytes, bytes | None]
+_Chunk = tuple[tuple[tuple[str, ...], ...], bytes, bytes | None]
 
 
 class _FamilyCache:
@@ -91,7 +91,7 @@ class _FamilyCache:
         # Label values (one str, or a tuple for several labels) -> 'name{labels} '.
         self.prefixes: dict[object, str] = {}
         # Per chunk index: (label columns, value bits, encoded lines).
-        self.chunks: list[tuple[list[list[str]], bytes, bytes]] = []
+        self.chunks: list[tuple[tuple[tuple[str, ...], ...], bytes, bytes]] = []
 
 
 class LineCache:
@@ -136,7 +136,9 @@ class LineCache:
         plan: list[_Chunk] = []
         for index, start in enumerate(range(0, len(values), size)):
             stop = start + size
-            rows = [column[start:stop] for column in columns]
+            # Tuples of str: the garbage collector untracks them, so the chunks kept
+            # for the next render add nothing to its collections.
+            rows = tuple(tuple(column[start:stop]) for column in columns)
             # The exact bits, not float equality: -0.0 must not reuse "0.0".
             bits = array("d", values[start:stop]).tobytes()
             data = None
@@ -160,7 +162,7 @@ class LineCache:
     def _chunks(
         self, cache: _FamilyCache, prefixes: dict[object, str], plan: list[_Chunk]
     ) -> Iterator[bytes]:
-        made: list[tuple[list[list[str]], bytes, bytes]] = []
+        made: list[tuple[tuple[tuple[str, ...], ...], bytes, bytes]] = []
         template = cache.template.format
         try:
             for rows, bits, data in plan:

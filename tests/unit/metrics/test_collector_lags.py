@@ -1,0 +1,63 @@
+"""The lag family reads current and empty windows without calling value(): same result.
+
+``_collector._lags`` answers two cases from a window's fields (its open second is now's:
+its p95; it never saw a frame: no series) and calls ``LagWindow.value`` for the rest.
+Whatever state a window is in, the family must hold exactly what value() says.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from streaming_metrics import _collector
+from streaming_metrics._handoff import pausing
+from streaming_metrics._lag import LagWindow
+from streaming_metrics._stream import StreamRecord
+
+NOW = 1_000.4
+
+
+def _window(kind: str) -> LagWindow | None:
+    window = LagWindow("s")
+    if kind == "none":
+        return None
+    if kind == "empty":
+        return window
+    if kind == "old":  # frames only long ago: nothing in the last 10 s
+        for n in range(30):
+            window.add(0.01 * n, 980.0 + n / 10)
+        return window
+    for n in range(30):  # 30 frames a second for 3 seconds
+        window.add(0.01 * n, 996.0 + n / 10)
+    if kind == "current":
+        window.add(0.5, 1_000.1)  # a frame in now's second
+    # "stale": stopped sending at 998.9, still in the window
+    return window
+
+
+KINDS = ["none", "empty", "current", "stale", "old"]
+
+
+@pytest.mark.parametrize("slice_size", [1, 2, 1_000])
+def test_lags_equal_value_of_every_window(monkeypatch: pytest.MonkeyPatch, slice_size: int) -> None:
+    """Every kind of window, in slices of several sizes: the value() of each."""
+    monkeypatch.setattr(_collector, "_LAG_SLICE", slice_size)
+    records = []
+    expected: dict[str, float] = {}
+    for index, kind in enumerate(KINDS * 3):
+        rec = StreamRecord(f"{kind}-{index}", tracked=True)
+        rec.lag = _window(kind)
+        records.append(rec)
+        value = rec.lag.value(NOW) if rec.lag is not None else None
+        if value is not None:
+            expected[rec.stream_id] = value
+    assert {sid.split("-")[0] for sid in expected} == {"current", "stale"}
+    pauses: list[int] = []
+    with pausing(lambda: pauses.append(1)):
+        family = _collector._lags(records, NOW)
+    got = dict(zip(family.columns[0], family.values, strict=True))
+    assert got == expected
+    assert list(got) == list(expected)  # record order kept
+    # A pause after each slice of windows: a render can hand the GIL over there.
+    windows = sum(rec.lag is not None for rec in records)
+    assert len(pauses) >= windows // slice_size
