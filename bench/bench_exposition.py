@@ -110,23 +110,21 @@ still show up as a few ms of lateness rather than none.
 
 _STALL_NOTE = """
 Where a thread render's lateness comes from, and what the library does about it
-(`streaming_metrics/_exposition.py`): (1) full (generation 2) garbage collections
-triggered by the render's own allocations ran on the render thread while it held the
-GIL (the "longest GC pause" column; about 100 ms at 10k streams before): automatic
-collection is now paused while a render runs (nest-safe, restored after, never enabled
-if the application had disabled it); (2) time the render holds the GIL: the loop waits
-up to one switch interval (5 ms by default) each time it wakes, more when the machine
-is busy and the render thread is descheduled while holding the GIL. The per-stream
-families (nearly all samples at scale) now write their lines straight from the
-library's records (no Sample object per series), which cuts a render's GIL time
-about tenfold, and the render sleeps 0.1 ms after each millisecond of work so a waiting
-loop gets the GIL. That check runs between chunks of 500 lines and before and after
-each family (building a per-stream family from 10k records, and freeing it, are bursts
-of their own); a chunk formats each line with one `str.format`, so a chunk stays under
-a millisecond with three labels too (it took about 4 ms per 1,000 lines of
-`stream_info`: with the family builds around it, up to 7 ms without a hand-off, the
-stalls of 6-15 ms seen before). No process setting (`sys.setswitchinterval`,
-`gc.freeze`) is changed. What remains is mostly the machine: compare with the idle baseline's max.
+(`streaming_metrics/_exposition.py`, `_collector.py`, `_line_cache.py`): (1) full
+garbage collections triggered by the render's own allocations ran on the render thread
+while it held the GIL: automatic collection is paused while a render runs (nest-safe,
+restored after, never enabled if the application had disabled it); (2) time the render
+holds the GIL: the loop waits up to one switch interval (5 ms by default) each time it
+wakes, more when the machine is busy and the render thread is descheduled while holding
+the GIL. The render now does far less work (cached label prefixes and reused chunks,
+columns read in C), sleeps 0.1 ms after each millisecond of work (between families,
+chunks of 1,000 lines, column reads, slices of 1,000 lag windows), compresses in zlib
+part by part (the GIL is released while it compresses) and returns the body in 64-128
+KiB pieces that the ASGI app sends one by one. No process setting
+(`sys.setswitchinterval`, `gc.freeze`) is changed. The second table lists what the
+library's debug log reports: stretches over 4 ms without a hand-off and the phase each
+ended in (on a loaded machine, mostly the render thread descheduled while it held the
+GIL). What remains is mostly the machine: compare with the idle baseline's max.
 """
 
 

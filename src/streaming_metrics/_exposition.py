@@ -23,12 +23,20 @@ A render on a worker thread still competes with the event loop for the GIL, so
 * Time spent holding the GIL. Pure-Python encoding hands the GIL to a waiting thread
   only every ``sys.getswitchinterval()`` (5 ms by default), and on a busy machine the
   render thread can be descheduled while it holds the GIL, so every millisecond of
-  render is exposure. Two remedies: the per-stream families of ``StreamingMetrics``
-  (nearly all samples at scale) write their lines straight from their columns
-  (``exposition_lines``), about ten times less work than formatting Sample objects,
-  with no GC-tracked object per sample; and the render hands the GIL over after each
-  millisecond of work (:class:`_Yielding`). Changing the switch interval would do the
-  second globally, which is the application's call, not a library's.
+  render is exposure. Three remedies: the per-stream families of ``StreamingMetrics``
+  (nearly all samples at scale) write their lines from cached label prefixes and
+  reuse the chunks that did not change since the last scrape (a :class:`LineCache`
+  per Exposition, see :mod:`streaming_metrics._line_cache`), with no GC-tracked
+  object per sample; the render hands the GIL over after each millisecond of work
+  (:class:`_Yielding`, also reached from inside the collector through
+  :mod:`streaming_metrics._handoff`); and gzip runs part by part in zlib, which
+  releases the GIL. Changing the switch interval would do the second globally, which
+  is the application's call, not a library's. A stretch of more than 4 ms without a
+  hand-off is logged (debug) with the phase it ended in.
+
+The page is returned as pieces of 64-128 KiB (:attr:`Response.pieces`): the ASGI app
+sends them one by one, so neither the render thread (a join) nor the event loop (one
+multi-MB send) handles the whole page in one go.
 """
 
 from __future__ import annotations
