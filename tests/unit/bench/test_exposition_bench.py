@@ -56,3 +56,22 @@ def test_stall_scenario_serves_scrapes_over_a_real_socket() -> None:
         metrics.unregister()
     assert scraped.scrapes == 2 and scraped.ticks > 0
     assert idle.scrapes == 0 and idle.ticks > 0
+
+
+def test_every_stream_changes_changes_every_connection_series() -> None:
+    """The "every value changed" case's hook moves each stream's connection count."""
+    from bench.bench_exposition import _EveryStreamChanges, stream_ids
+
+    metrics, registry = populate(5)
+    change = _EveryStreamChanges(metrics, 5)
+    name = "nova_streaming_websocket_connections"
+    try:
+        ids = stream_ids(5)
+        before = [registry.get_sample_value(name, {"stream_id": sid}) for sid in ids]
+        assert before == [1.0] * 5
+        change()
+        assert [registry.get_sample_value(name, {"stream_id": sid}) for sid in ids] == [2.0] * 5
+        change()
+        assert [registry.get_sample_value(name, {"stream_id": sid}) for sid in ids] == before
+    finally:
+        metrics.unregister()
