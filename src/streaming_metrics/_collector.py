@@ -167,37 +167,46 @@ _KIND = itemgetter(1)
 _LAG_SLICE = 1_000
 
 
+def _sids(records: list[StreamRecord]) -> list[str]:
+    """The stream id column (ids never change: no snapshot needed), after a pause."""
+    pause_point()
+    sids = list(map(_SID, records))
+    pause_point()
+    return sids
+
+
 def _present(sids: list[str], values: list[_T | None]) -> tuple[list[str], list[_T]]:
     """The rows whose value is not None, with their stream ids (C-level filtering)."""
     if None not in values:
         return sids, cast(list[_T], values)
     keep = list(map(is_not, values, repeat(None)))
-    return list(compress(sids, keep)), cast(list[_T], list(compress(values, keep)))
+    pause_point()
+    kept_sids = list(compress(sids, keep))
+    pause_point()
+    return kept_sids, cast(list[_T], list(compress(values, keep)))
 
 
 def _connections(records: list[StreamRecord]) -> _StreamFamily:
     connections = list(map(_CONNECTIONS, records))
-    pause_point()
-    sids = list(map(_SID, records))
+    sids = _sids(records)
     return _StreamFamily(d.WEBSOCKET_CONNECTIONS, (sids,), list(map(float, connections)))
 
 
 def _peaks(records: list[StreamRecord]) -> _StreamFamily:
     peaks = list(map(_PEAK, records))
-    pause_point()
-    sids, values = _present(list(map(_SID, records)), peaks)
+    sids, values = _present(_sids(records), peaks)
     return _StreamFamily(d.PEAK_VIEWERS, (sids,), values)
 
 
 def _bitrates(records: list[StreamRecord]) -> _StreamFamily:
     rates = list(map(_BITRATES, records))
-    pause_point()
+    all_sids = _sids(records)
     sids: list[str] = []
     qualities: list[str] = []
     values: list[float] = []
     # Only streams with a bitrate (a non-empty dict, replaced whole on write) cost a
     # Python step.
-    for sid, by_quality in compress(zip(map(_SID, records), rates, strict=True), rates):
+    for sid, by_quality in compress(zip(all_sids, rates, strict=True), rates):
         for quality, rate in by_quality.items():
             sids.append(sid)
             qualities.append(quality)
@@ -207,16 +216,17 @@ def _bitrates(records: list[StreamRecord]) -> _StreamFamily:
 
 def _infos(records: list[StreamRecord]) -> _StreamFamily:
     infos = list(map(_INFO, records))
-    pause_point()
-    sids, started = _present(list(map(_SID, records)), infos)
+    sids, started = _present(_sids(records), infos)
     pause_point()
     regions = list(map(_REGION, started))
+    pause_point()
     kinds = list(map(_KIND, started))
+    pause_point()
     return _StreamFamily(d.STREAM_INFO, (sids, regions, kinds), [1.0] * len(sids))
 
 
 def _lags(records: list[StreamRecord], now: float) -> _StreamFamily:
-    sids, windows = _present(list(map(_SID, records)), list(map(_LAG, records)))
+    sids, windows = _present(_sids(records), list(map(_LAG, records)))
     pause_point()
     second = int(now)
     value = methodcaller("value", now)
@@ -240,14 +250,16 @@ def _lags(records: list[StreamRecord], now: float) -> _StreamFamily:
         lags.extend(got)
         pause_point()
     sids, values = _present(sids, lags)
+    pause_point()
     return _StreamFamily(d.STREAM_INGEST_LAG_SECONDS, (sids,), values)
 
 
 def _drops(records: list[StreamRecord]) -> _StreamFamily:
     drops = list(map(_DROPS, records))
+    sids, counts = _present(_sids(records), drops)
+    values = list(map(float, counts))
     pause_point()
-    sids, counts = _present(list(map(_SID, records)), drops)
-    return _StreamFamily(d.STREAM_FRAME_DROPS, (sids,), list(map(float, counts)))
+    return _StreamFamily(d.STREAM_FRAME_DROPS, (sids,), values)
 
 
 def _family(definition: d.MetricDefinition) -> Metric:
