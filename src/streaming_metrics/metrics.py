@@ -25,6 +25,7 @@ import logging
 import math
 import threading
 import time
+from bisect import bisect_left as _bisect
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Final
@@ -33,6 +34,7 @@ from uuid import UUID
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 
 from streaming_metrics import definitions as d
 from streaming_metrics._collector import (
@@ -44,6 +46,7 @@ from streaming_metrics._collector import (
     _peaks,
     _StreamCollector,
 )
+from streaming_metrics._histogram import HistogramSeries, Shard, ShardedHistogram
 from streaming_metrics._lag import CLOCK_EVERY, LagWindow
 from streaming_metrics._stream import StreamRecord
 from streaming_metrics._validation import (
@@ -60,6 +63,8 @@ __all__ = ["StreamingMetrics"]
 logger = logging.getLogger("streaming_metrics")
 
 _INF: Final = math.inf
+# Exemplar timestamps are wall-clock seconds, as prometheus_client's.
+_wall: Final = time.time
 # Longest caller value quoted in a rejection log line: enough to recognise it, not
 # enough to flood the log or carry a payload.
 _LOG_VALUE_CHARS: Final = 80
@@ -191,7 +196,7 @@ class StreamingMetrics:
         self._errors = _counter(d.BROADCAST_ERRORS)
         self._viewers = _histogram(d.VIEWERS_TOTAL)
         self._duration = _histogram(d.STREAM_DURATION_SECONDS)
-        self._latency = _histogram(d.RTMP_INGESTION_LATENCY_SECONDS)
+        self._latency = ShardedHistogram(d.RTMP_INGESTION_LATENCY_SECONDS)
         self._dropped = _counter(d.DROPPED_SERIES)
         self._rejected = _counter(d.REJECTED_INPUTS)
         self._collectors: tuple[Collector, ...] = (
@@ -210,8 +215,15 @@ class StreamingMetrics:
             value: self._errors.labels(value) for value in (*error_set, d.OTHER)
         }
         self._latency_children = {
-            value: self._latency.labels(value) for value in (*quality_set, d.OTHER)
+            value: self._latency.series(value) for value in (*quality_set, d.OTHER)
         }
+        # The frame hot path: quality -> its series' per-thread counts, and the bounds
+        # to bisect (see streaming_metrics._histogram).
+        self._latency_shards: dict[str, Shard] = {
+            value: series.shard for value, series in self._latency_children.items()
+        }
+        self._latency_keys = self._latency.keys
+        self._latency_top = len(self._latency_keys)
         self._rejected_children = {
             reason: self._rejected.labels(reason) for reason in d.REJECT_REASONS
         }
@@ -632,34 +644,45 @@ class StreamingMetrics:
         ``exemplar_sample_every``, it leaves ``{stream_id="..."}`` as the OpenMetrics
         exemplar of the bucket it lands in.
         """
-        # One dict lookup and one chained comparison (which also refuses NaN) in front of
-        # the cached child's observe(); anything unusual takes the slow path. The
-        # guide's two-argument call pays one `is None` more. With a stream id, the known
-        # stream's record is one more dict lookup, and its lag window is one clock read
-        # and one list append (a second's frames are sorted once, at the next second).
+        # One dict lookup (the quality was validated when its series was made), a type
+        # check and the bucket search, whose index also says whether the value is finite
+        # and >= 0 (NaN included), then two slot updates in this thread's own counts
+        # list: no lock, no Python call (see _histogram). Anything unusual takes the slow
+        # path. With a stream id, the known stream's lag window
+        # is one more dict lookup, one clock read every CLOCK_EVERY frames and one list
+        # append (a second's frames are sorted once, at the next second).
         try:
-            child = self._latency_children[quality]
+            shard = self._latency_shards[quality]
         except (KeyError, TypeError):
             self._latency_slow(quality, seconds, stream_id)
             return
-        if not (type(seconds) is float and 0.0 <= seconds < _INF):
+        if type(seconds) is not float:
+            self._latency_slow(quality, seconds, stream_id)
+            return
+        index = _bisect(self._latency_keys, seconds)
+        if not 0 < index < self._latency_top:
             self._latency_slow(quality, seconds, stream_id)
             return
         if stream_id is None:
-            child.observe(seconds)
+            counts = shard.counts
+            counts[index] += 1
+            counts[0] += seconds
             return
         try:
             window = self._windows[stream_id]  # type: ignore[index]
         except (KeyError, TypeError):
-            self._latency_of_stream(child, seconds, stream_id)
+            self._latency_of_stream(shard.series, seconds, stream_id)
             return
+        counts = shard.counts
+        counts[index] += 1
+        counts[0] += seconds
         # The window's cut is the exemplar threshold, or -1 when its stream's next frame
         # is the sampled one (decided once a second, in _close_second): one compare.
         if seconds > window.cut:
             window.cut = self._exemplar_threshold
-            child.observe(seconds, {d.EXEMPLAR_LABEL: window.stream_id})
-        else:
-            child.observe(seconds)
+            shard.series.exemplars[index] = Exemplar(
+                {d.EXEMPLAR_LABEL: window.stream_id}, seconds, _wall()
+            )
         # The clock is read every CLOCK_EVERY frames of a stream (a clock read costs
         # as much as the rest of this); the frames between go to the second it read.
         ticks = window.ticks - 1
@@ -676,13 +699,15 @@ class StreamingMetrics:
 
     # --- internals -----------------------------------------------------------------------
 
-    def _observe_in_window(self, child: Histogram, seconds: float, window: LagWindow) -> None:
+    def _observe_in_window(
+        self, series: HistogramSeries, seconds: float, window: LagWindow
+    ) -> None:
         """What the hot path inlines for a stream with a lag window."""
         if seconds > window.cut:
             window.cut = self._exemplar_threshold
-            child.observe(seconds, {d.EXEMPLAR_LABEL: window.stream_id})
+            series.observe(seconds, {d.EXEMPLAR_LABEL: window.stream_id})
         else:
-            child.observe(seconds)
+            series.observe(seconds)
         # The clock is read every CLOCK_EVERY frames of a stream (a clock read costs
         # as much as the rest of this); the frames between go to the second it read.
         ticks = window.ticks - 1
@@ -710,7 +735,9 @@ class StreamingMetrics:
             self._exemplar_countdown = self._exemplar_reset
             window.cut = -1.0
 
-    def _latency_of_stream(self, child: Histogram, seconds: float, stream_id: object) -> None:
+    def _latency_of_stream(
+        self, series: HistogramSeries, seconds: float, stream_id: object
+    ) -> None:
         """A valid observation naming a stream without a lag window here as given (not
         started here, over the cap, given as a UUID object or in upper case...)."""
         rec = self._streams.get(stream_id) if type(stream_id) is str else None
@@ -725,15 +752,15 @@ class StreamingMetrics:
             window = self._windows.get(sid)
             if window is not None:
                 # A started stream named another way: the fast path's work.
-                self._observe_in_window(child, seconds, window)
+                self._observe_in_window(series, seconds, window)
                 return
         left = self._exemplar_countdown - 1
         if seconds > self._exemplar_threshold or left <= 0:
             self._exemplar_countdown = left if left > 0 else self._exemplar_reset
-            child.observe(seconds, {d.EXEMPLAR_LABEL: sid})
+            series.observe(seconds, {d.EXEMPLAR_LABEL: sid})
         else:
             self._exemplar_countdown = left
-            child.observe(seconds)
+            series.observe(seconds)
 
     def _latency_slow(self, quality: object, seconds: object, stream_id: object = None) -> None:
         if not is_label_value(quality):
@@ -743,13 +770,13 @@ class StreamingMetrics:
         if isinstance(amount, str):
             self._reject(amount, "record_rtmp_frame_latency", seconds)
             return
-        child = self._latency_children.get(quality)  # type: ignore[call-overload]
-        if child is None:
-            child = self._latency_children[d.OTHER]
+        series = self._latency_children.get(quality)  # type: ignore[call-overload]
+        if series is None:
+            series = self._latency_children[d.OTHER]
         if stream_id is None:
-            child.observe(amount)
+            series.observe(amount)
         else:
-            self._latency_of_stream(child, amount, stream_id)
+            self._latency_of_stream(series, amount, stream_id)
 
     def _connect_slow(self, stream_id: object) -> None:
         sid = clean_stream_id(stream_id)
