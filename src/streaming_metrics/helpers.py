@@ -77,12 +77,35 @@ def forget_stream(stream_id: str | UUID) -> None:
 
 def record_websocket_connection(stream_id: str | UUID) -> None:
     """See :meth:`StreamingMetrics.record_websocket_connection`."""
-    (_default._instance or default_metrics()).record_websocket_connection(stream_id)
+    # The method's fast path inlined on the default instance's records (_default keeps
+    # them with the instance): one Python call. A call racing with set_default_metrics
+    # lands in either instance.
+    try:
+        rec = _default._streams[stream_id]  # type: ignore[index]
+    except (KeyError, TypeError):
+        (_default._instance or default_metrics()).record_websocket_connection(stream_id)
+        return
+    rec.viewers.append(None)
+    if rec.linger_until is not None:
+        (_default._instance or default_metrics())._connected_late(rec)
 
 
 def record_websocket_disconnection(stream_id: str | UUID) -> None:
     """See :meth:`StreamingMetrics.record_websocket_disconnection`."""
-    (_default._instance or default_metrics()).record_websocket_disconnection(stream_id)
+    # Inlined like record_websocket_connection.
+    try:
+        rec = _default._streams[stream_id]  # type: ignore[index]
+    except (KeyError, TypeError):
+        (_default._instance or default_metrics()).record_websocket_disconnection(stream_id)
+        return
+    viewers = rec.viewers
+    try:
+        viewers.pop()
+    except IndexError:
+        return
+    if viewers or rec.info is not None:
+        return
+    (_default._instance or default_metrics())._disconnected_to_zero(rec)
 
 
 def record_viewer_count_change(stream_id: str | UUID, viewer_count: int, region: str) -> None:

@@ -468,7 +468,7 @@ class StreamingMetrics:
                 self._stop_owning(rec, rec.info[0])
             if rec.linger_until is not None:
                 return
-            if rec.connections > 0:
+            if rec.viewers:
                 # Viewers are still connected here (a hand-over to another owner, or the
                 # hub has not closed them yet): removing their connection series would
                 # lose the count they still hold. Owner-only series (peak, bitrates) go
@@ -491,16 +491,18 @@ class StreamingMetrics:
         that does not own the stream); that counts toward the cardinality cap. On a
         lingering stream it revives the connection series.
         """
+        # One dict lookup and one list append, no lock (see StreamRecord.viewers). The
+        # check comes after the append: a record that lingers or was removed by then
+        # (removal always follows a linger) gets the connection right in
+        # _connected_late, so a connection is never lost to a concurrent end or expiry.
         try:
-            rec = self._streams.get(stream_id)  # type: ignore[arg-type]
-        except TypeError:
-            rec = None
-        if rec is not None:
-            with self._lock:
-                if rec.alive and rec.linger_until is None:
-                    rec.connections += 1
-                    return
-        self._connect_slow(stream_id)
+            rec = self._streams[stream_id]  # type: ignore[index]
+        except (KeyError, TypeError):
+            self._connect_slow(stream_id)
+            return
+        rec.viewers.append(None)
+        if rec.linger_until is not None:
+            self._connected_late(rec)
 
     def record_websocket_disconnection(self, stream_id: str | UUID) -> None:
         """One local viewer of ``stream_id`` fewer; the gauge never goes below 0.
@@ -509,31 +511,30 @@ class StreamingMetrics:
         reaches 0 connections starts its linger, so a missed :meth:`forget_stream`
         cannot leak its series.
         """
+        # One dict lookup and one list pop, no lock; only a stream not started here
+        # that reaches 0 takes the lock (to start its linger). The disconnection applies
+        # to the record found by the lookup.
         try:
-            rec = self._streams.get(stream_id)  # type: ignore[arg-type]
-        except TypeError:
-            rec = None
-        if rec is None:
+            rec = self._streams[stream_id]  # type: ignore[index]
+        except (KeyError, TypeError):
             sid = clean_stream_id(stream_id)
             if sid is None:
                 self._reject(
                     d.REJECT_INVALID_STREAM_ID, "record_websocket_disconnection", stream_id
                 )
                 return
-            rec = self._streams.get(sid)
-            if rec is None:
+            found = self._streams.get(sid)
+            if found is None:
                 return
-        with self._lock:
-            if not rec.alive:
-                # Removed since the lookup; a newer record of the same stream may exist.
-                found = self._streams.get(rec.stream_id)
-                if found is None:
-                    return
-                rec = found
-            if rec.connections > 0:
-                rec.connections -= 1
-                if rec.connections == 0 and rec.info is None and rec.linger_until is None:
-                    self._linger_record(rec, self._clock())
+            rec = found
+        viewers = rec.viewers
+        try:
+            viewers.pop()
+        except IndexError:
+            return
+        if viewers or rec.info is not None:
+            return
+        self._disconnected_to_zero(rec)
 
     def record_viewer_count_change(
         self, stream_id: str | UUID, viewer_count: int, region: str
@@ -792,7 +793,25 @@ class StreamingMetrics:
             # connections only for active streams), so a lingering stream's connection
             # series stay; owner-only series still leave at owner_until.
             rec.linger_until = None
-            rec.connections += 1
+            rec.viewers.append(None)
+
+    def _connected_late(self, rec: StreamRecord) -> None:
+        """A connection's item went to a record that lingers or was removed: revive the
+        record (what a connection to a lingering stream does), or, if it is gone, count
+        the connection on the stream's current record."""
+        with self._lock:
+            self._expire(self._clock())
+            if rec.alive:
+                rec.linger_until = None
+                return
+        self._connect_slow(rec.stream_id)
+
+    def _disconnected_to_zero(self, rec: StreamRecord) -> None:
+        """A stream not started here lost its last local viewer: start its linger, unless
+        a connection came back in the meantime or it already lingers."""
+        with self._lock:
+            if rec.alive and not rec.viewers and rec.info is None and rec.linger_until is None:
+                self._linger_record(rec, self._clock())
 
     def _observe_duration(self, stream_type: object, seconds: float) -> None:
         """For StreamTimer: one observation of stream_duration_seconds{stream_type}."""
