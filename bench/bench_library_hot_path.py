@@ -55,8 +55,8 @@ ingest passes), on a started stream, so each frame also feeds the stream's lag w
 and one frame in 100 (the default) leaves an exemplar. The second target is the
 `StreamingMetrics` method with a stream id (≤ 0.60×; it was 1.30× before issue #11): the
 call the service's ingest makes for every frame (it holds the bound method); the helper
-with a stream id is shown too (one Python call more). For slow frames (`{SLOW_SECONDS}` s, above the 0.25 s threshold)
-every frame leaves one: shown against prometheus_client's own
+with a stream id is shown too (one Python call more). For slow frames (`{SLOW_SECONDS}`
+s, above the 0.25 s threshold) every frame leaves one: shown against prometheus_client's own
 `child.observe(v, {{"stream_id": s}})`, the cheapest way to store an exemplar with it.
 
 What made the difference (issue #11): the histogram is ours now
