@@ -6,10 +6,14 @@ Design notes (the why; the what is in the class docstring):
   from stream state (active_streams, the tracked-streams self-metrics) are produced by
   one custom collector from :class:`~streaming_metrics._stream.StreamRecord` objects.
   Removing a stream is then one dict deletion, the connection hot path is a dict lookup
-  plus an integer change under one uncontended lock, and there are no
-  ``Gauge.labels()`` children to leak or to keep in sync with the records.
-* Counters and histograms are ordinary prometheus_client metrics whose label children
-  are created once and cached in dicts, so hot paths never call ``.labels()``.
+  plus one list append or pop (no lock: see ``StreamRecord.viewers``), and there are no
+  ``Gauge.labels()`` children to leak or to keep in sync with the records. The
+  collector and its families live in :mod:`streaming_metrics._collector`.
+* The frame-latency histogram is our own (:mod:`streaming_metrics._histogram`): one
+  counts list per thread, found by quality with one dict lookup, no lock; it exports
+  what a prometheus_client ``Histogram`` would. The other counters and histograms are
+  ordinary prometheus_client metrics whose label children are created once and cached
+  in dicts, so hot paths never call ``.labels()``.
 * Linger needs no thread: deadlines are ``now + linger`` with a monotonic clock, so they
   arrive in order and sit in a deque; every lifecycle call and every scrape pops the
   ones due. The collector expires before it reads, so a scrape never shows a series
