@@ -66,7 +66,6 @@ __all__ = ["StreamingMetrics"]
 
 logger = logging.getLogger("streaming_metrics")
 
-_INF: Final = math.inf
 # Exemplar timestamps are wall-clock seconds, as prometheus_client's.
 _wall: Final = time.time
 # Longest caller value quoted in a rejection log line: enough to recognise it, not
