@@ -83,3 +83,24 @@ async def test_an_idle_viewer_holds_no_handshake_objects(
         # The viewer is still served: a broadcast reaches it.
         assert replica.service.hub.broadcast(sid, '{"type":"viewers"}') == 1
         assert (await recv_json(ws))["type"] == "viewers"
+
+
+async def test_keepalive_runs_on_the_shared_wheel(
+    replicas: Replicas, new_stream_id: Callable[[], str], wait: Wait
+) -> None:
+    """Before the fix, each connection armed a loop timer of its own (a TimerHandle,
+    its bound callback and context, uvloop's timer) at every ping and pong. Now the
+    pings go out and their pongs come back with no timer per connection."""
+    replica = await replicas(presence="memory", ws_ping_interval=0.2, ws_ping_timeout=5.0)
+    sid = new_stream_id()
+    await replica.service.registry.start(sid, "test-1", "live")
+    async with connect(replica.ws(sid), ping_interval=None) as ws:
+        await recv_json(ws)
+        (protocol,) = server_protocols(replica)
+        # The client's library answers every ping: a round trip is measured, twice.
+        await wait(lambda: protocol.last_ping_rtt > 0, what="a ping answered")
+        protocol.last_ping_rtt = 0.0
+        await wait(lambda: protocol.last_ping_rtt > 0, what="the next ping answered")
+        assert protocol.ping_timer is None and protocol.pong_timer is None
+        assert ws.close_code is None
+    await wait(lambda: not server_protocols(replica), what="connection lost")
