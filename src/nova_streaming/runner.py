@@ -57,9 +57,11 @@ WS_MAX_MESSAGE_BYTES = 64 * 1024
 def uvicorn_config(
     app: Starlette, settings: Settings, *, log_level: str = "info"
 ) -> uvicorn.Config:
-    """uvicorn settings for ``app``: sans-I/O websockets (keep-alive pings on timers,
-    no task per connection), pings and sizes from ``settings``, lifespan on, viewer
-    WebSockets dispatched by :class:`~nova_streaming.viewers.endpoint.ViewerFastPath`.
+    """uvicorn settings for ``app``: sans-I/O websockets as
+    :class:`~nova_streaming.viewers.protocol.LeanWebSocketProtocol` (no task per
+    connection, keep-alive pings on one shared wheel, the handshake let go once
+    answered), pings and sizes from ``settings``, lifespan on, viewer WebSockets
+    dispatched by :class:`~nova_streaming.viewers.endpoint.ViewerFastPath`.
 
     ``http="h11"``: uvicorn's httptools parser measured no gain for viewers (it only
     parses the upgrade request) and changed the outcome of the Redis-cluster failover
