@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 import random
@@ -109,6 +110,66 @@ class KeepaliveWheel:
             self._arm(min(self._ticks))
 
 
+class ReceiveInbox(asyncio.Queue[Any]):
+    """uvicorn's per-connection receive queue, without the containers of one.
+
+    ``asyncio.Queue`` holds three deques and an ``Event`` (with a deque of its own) per
+    connection, for features uvicorn never uses (bounds, ``join``, several getters):
+    five tracked objects per viewer, for life. uvicorn only calls :meth:`put_nowait`,
+    :meth:`get` (one receiver at a time: the ASGI app's ``receive``) and :meth:`empty`.
+    Items wait in a deque that exists only while something is queued; a receiver
+    waits on one future. As with ``asyncio.Queue``, an item is never lost to a
+    receiver cancelled after it was woken: it stays queued until taken.
+
+    Example::
+
+        inbox = ReceiveInbox()
+        inbox.put_nowait({"type": "websocket.connect"})
+        assert (await inbox.get())["type"] == "websocket.connect"
+    """
+
+    # Deliberately not asyncio.Queue.__init__: that builds the containers this avoids.
+    def __init__(self) -> None:
+        self._items: collections.deque[Any] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<ReceiveInbox {self.qsize()} queued>"
+
+    def qsize(self) -> int:
+        """Items queued."""
+        return len(self._items) if self._items else 0
+
+    def empty(self) -> bool:
+        """No item queued."""
+        return not self._items
+
+    def put_nowait(self, item: Any) -> None:
+        """Queue ``item`` and wake the receiver, if one waits."""
+        if self._items is None:
+            self._items = collections.deque()
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Any:
+        """The next item, waiting for one if none is queued."""
+        while not self._items:
+            if self._waiter is not None and not self._waiter.done():
+                raise RuntimeError("ReceiveInbox: one receiver at a time")
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                if self._waiter is waiter:
+                    self._waiter = None
+        item = self._items.popleft()
+        if not self._items:
+            self._items = None
+        return item
+
+
 _WHEELS: weakref.WeakKeyDictionary[ServerState, KeepaliveWheel] = weakref.WeakKeyDictionary()
 
 
@@ -132,6 +193,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
+        self.queue = ReceiveInbox()
         # One wheel per server (its state object lives as long as the server).
         wheel = _WHEELS.get(server_state)
         if wheel is None:
