@@ -145,7 +145,10 @@ class LineCache:
             if index < len(previous):
                 old_rows, old_bits, old_data = previous[index]
                 if old_bits == bits and old_rows == rows:
-                    data = old_data
+                    # Keep the old tuples: the collector has already examined and
+                    # untracked them, while new ones kept for the next render would
+                    # each be traversed by the first collection after this one.
+                    rows, data = old_rows, old_data
             plan.append((rows, bits, data))
         # Every chunk to render is checked before the first is given out: a family is
         # rendered here entirely or not at all (the caller cannot take back chunks it
