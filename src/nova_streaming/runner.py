@@ -271,6 +271,10 @@ def _running() -> str:
         for task in asyncio.all_tasks()
         if task is not current and not task.done()
     ]
+    # Start-up objects were frozen out of the collector's view (the app's lifespan
+    # generator among them) and gc.get_objects() no longer lists them: put them back.
+    # The process is about to end; the next full pass walks them again, that is all.
+    gc.unfreeze()
     described += [
         f"async generator {_awaiting(obj)}"
         for obj in gc.get_objects()
