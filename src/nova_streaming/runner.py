@@ -33,7 +33,7 @@ from nova_streaming.drain import DrainReport, ShutdownDrain, shutdown_budget
 from nova_streaming.gc_pauses import GcPauseRecorder, freeze_startup_objects
 from nova_streaming.settings import Settings
 from nova_streaming.viewers.endpoint import ViewerFastPath
-from nova_streaming.viewers.protocol import LeanWebSocketProtocol
+from nova_streaming.viewers.protocol import viewer_ws_protocol
 from streaming_metrics import StreamingMetrics, start_metrics_server
 
 __all__ = [
@@ -81,7 +81,7 @@ def uvicorn_config(
         http="h11",
         host=settings.host,
         port=settings.port,
-        ws=LeanWebSocketProtocol,
+        ws=viewer_ws_protocol(),
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,
         ws_max_size=WS_MAX_MESSAGE_BYTES,
