@@ -70,7 +70,11 @@ __all__ = ["InstanceCleaner", "RedisPresence"]
 log = logging.getLogger(__name__)
 
 _BATCH = 500
-_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+# RuntimeError: on uvloop (the service's loop) a write on a connection that a concurrent
+# disconnect closed (a failover, a timeout elsewhere) raises "the handler is closed"
+# instead of a ConnectionError (redis-py #4217); redis-py drops that connection, the next
+# call reconnects. Every use below wraps a Redis call only.
+_ERRORS = (RedisError, OSError, asyncio.TimeoutError, RuntimeError)
 
 InstanceCleaner = Callable[[str], Awaitable[None]]
 """``cleaner(instance)``: release what a dead instance held (the registry's streams)."""
@@ -261,7 +265,10 @@ class RedisPresence:
         node on a Cluster; not a transaction) and return their results."""
         try:
             pipe = self._redis().pipeline(transaction=False)
-            fill(pipe)
+        except _ERRORS as exc:
+            raise self._fail(operation, exc) from exc
+        fill(pipe)  # queues only: our code, outside the handling of Redis failures
+        try:
             return await pipe.execute()
         except _ERRORS as exc:
             raise self._fail(operation, exc) from exc
