@@ -53,7 +53,7 @@ from prometheus_client.openmetrics.exposition import ALLOWUTF8, UNDERSCORES
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
 
-from streaming_metrics.metrics import _StreamFamily
+from streaming_metrics._collector import _StreamFamily
 
 logger = logging.getLogger("streaming_metrics.server")
 

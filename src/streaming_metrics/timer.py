@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from streaming_metrics import definitions as d
 
 if TYPE_CHECKING:
     from typing import Self
 
-    from streaming_metrics.metrics import StreamingMetrics
-
 __all__ = ["StreamTimer"]
+
+
+class _DurationRecorder(Protocol):
+    """What a timer records into: a StreamingMetrics, named by shape so that this module
+    stays below metrics.py (whose ``timer()`` builds StreamTimers) in the import graph."""
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    def _observe_duration(self, stream_type: object, seconds: float) -> None: ...
 
 
 class StreamTimer:
@@ -50,10 +59,11 @@ class StreamTimer:
         self,
         stream_type: str = d.DEFAULT_STREAM_TYPE,
         *,
-        metrics: StreamingMetrics | None = None,
+        metrics: _DurationRecorder | None = None,
     ) -> None:
         if metrics is None:
-            # Imported here: the default instance's module imports this package's metrics.
+            # Imported at call time: the default instance's module sits above
+            # metrics.py, which imports this one (for StreamingMetrics.timer).
             from streaming_metrics._default import default_metrics
 
             metrics = default_metrics()

@@ -20,6 +20,9 @@ from typing import Final, TypeAlias
 from nova_streaming.ingest.errors import AmfError
 
 AmfValue: TypeAlias = "float | bool | str | Undefined | dict[str, AmfValue] | list[AmfValue] | None"
+# What :func:`encode` accepts: decoded values, plus the ints, mappings and sequences that
+# callers build replies from (converted on the way out).
+Encodable: TypeAlias = "AmfValue | int | Mapping[str, object] | Sequence[object]"
 
 
 class Undefined:
@@ -156,7 +159,7 @@ class _Reader:
         raise AmfError(f"amf0: unknown type marker 0x{marker:02x} at offset {self.pos - 1}")
 
 
-def encode(*values: AmfValue | int | Mapping[str, object] | Sequence[object]) -> bytes:
+def encode(*values: Encodable) -> bytes:
     """Encode values as AMF0 (ints become numbers, dicts objects, lists strict arrays).
 
     Example::

@@ -26,7 +26,7 @@ Example::
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qs
 
 from nova_streaming.ingest.frames import split_rendition
@@ -115,8 +115,10 @@ def _first(form: dict[str, list[str]], key: str) -> str | None:
     return values[0] if values else None
 
 
-def _refuse(reason: str, detail: str, **known: str | None) -> PublishDecision:
-    return PublishDecision(False, reason=reason, detail=detail, **known)  # type: ignore[arg-type]
+def _refuse(reason: str, detail: str, known: PublishDecision | None = None) -> PublishDecision:
+    """A refusal carrying what was learned before the check that failed (``known``)."""
+    base = known if known is not None else PublishDecision(False)
+    return replace(base, allowed=False, reason=reason, detail=detail)
 
 
 def decide_publish(
@@ -151,26 +153,27 @@ def decide_publish(
         return _refuse(
             REASON_BAD_STREAM_NAME,
             f"stream name {name[:80]!r} is not a UUID",
-            stream_name=name[:256],
-            client_addr=client,
+            PublishDecision(False, stream_name=name[:256], client_addr=client),
         )
     stream_id, quality = parsed
-    known = {"stream_id": stream_id, "quality": quality, "stream_name": name, "client_addr": client}
+    known = PublishDecision(
+        False, stream_id=stream_id, quality=quality, stream_name=name, client_addr=client
+    )
     types = set(form.get("stream_type", []))
     if len(types) > 1:
-        return _refuse(REASON_BAD_STREAM_TYPE, "conflicting stream_type values", **known)
+        return _refuse(REASON_BAD_STREAM_TYPE, "conflicting stream_type values", known)
     stream_type = types.pop() if types else DEFAULT_STREAM_TYPE
     if stream_type not in STREAM_TYPES:
         return _refuse(
             REASON_BAD_STREAM_TYPE,
             f"stream_type {stream_type[:40]!r} is not one of {', '.join(STREAM_TYPES)}",
-            **known,
+            known,
         )
     if expected_call == "publish":
         tokens = form.get("token", [])
         if len(set(tokens)) != 1 or not verify_publish_token(secret, stream_id, tokens[0]):
-            return _refuse(REASON_BAD_TOKEN, "missing or invalid publish token", **known)
-    return PublishDecision(True, stream_type=stream_type, **known)  # type: ignore[arg-type]
+            return _refuse(REASON_BAD_TOKEN, "missing or invalid publish token", known)
+    return replace(known, allowed=True, stream_type=stream_type)
 
 
 def decide_publish_done(

@@ -297,8 +297,8 @@ class RtmpServerSession:
             payload = payload[1:]
         return amf0.decode(payload, max_depth=self._limits.max_amf_depth)
 
-    def _send_command(self, stream_id: int, *values: object) -> None:
-        body = amf0.encode(*values)  # type: ignore[arg-type]
+    def _send_command(self, stream_id: int, *values: amf0.Encodable) -> None:
+        body = amf0.encode(*values)
         self._out += self._writer.message(_CSID_COMMAND, MSG_COMMAND_AMF0, stream_id, 0, body)
         if len(self._out) > self._limits.max_pending_output:
             raise RtmpProtocolError("session: peer does not read its replies")

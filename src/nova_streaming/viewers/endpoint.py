@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Coroutine
-from typing import Any
+from collections.abc import Awaitable
 
 from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -60,13 +59,13 @@ class AsgiViewerSocket:
     def __init__(self, send: Send) -> None:
         self._send = send
 
-    def send_text(self, data: str) -> Coroutine[Any, Any, None]:
+    def send_text(self, data: str) -> Awaitable[None]:
         """Send one text frame (the server's coroutine, for :func:`send_now` to step)."""
-        return self._send({"type": "websocket.send", "text": data})  # type: ignore[return-value]
+        return self._send({"type": "websocket.send", "text": data})
 
-    def close(self, code: int = 1000, reason: str | None = None) -> Coroutine[Any, Any, None]:
+    def close(self, code: int = 1000, reason: str | None = None) -> Awaitable[None]:
         """Start the closing handshake."""
-        return self._send({"type": "websocket.close", "code": code, "reason": reason or ""})  # type: ignore[return-value]
+        return self._send({"type": "websocket.close", "code": code, "reason": reason or ""})
 
 
 async def _refuse(

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable
 from enum import Enum
 from typing import Any, Protocol
 
@@ -43,11 +43,11 @@ CLOSE_POLICY = 1008
 class ViewerSocket(Protocol):
     """What the hub needs from a WebSocket (``AsgiViewerSocket``; Starlette's fits too)."""
 
-    def send_text(self, data: str) -> Coroutine[Any, Any, None]:
+    def send_text(self, data: str) -> Awaitable[None]:
         """Send one text frame."""
         ...
 
-    def close(self, code: int = 1000, reason: str | None = None) -> Coroutine[Any, Any, None]:
+    def close(self, code: int = 1000, reason: str | None = None) -> Awaitable[None]:
         """Start the closing handshake."""
         ...
 
