@@ -70,11 +70,13 @@ __all__ = ["InstanceCleaner", "RedisPresence"]
 log = logging.getLogger(__name__)
 
 _BATCH = 500
-# RuntimeError: on uvloop (the service's loop) a write on a connection that a concurrent
-# disconnect closed (a failover, a timeout elsewhere) raises "the handler is closed"
-# instead of a ConnectionError (redis-py #4217); redis-py drops that connection, the next
-# call reconnects. Every use below wraps a Redis call only.
-_ERRORS = (RedisError, OSError, asyncio.TimeoutError, RuntimeError)
+# A write on a connection that a concurrent disconnect closed (redis-py's Cluster client
+# disconnects a node after a timeout or a failover, with commands in flight on it) fails
+# with RuntimeError on uvloop (the service's loop: "the handler is closed") or
+# AttributeError (the writer already dropped), not a ConnectionError (redis-py #4217).
+# redis-py drops that connection and the next call reconnects. Every use below wraps a
+# Redis call only, never our own code.
+_ERRORS = (RedisError, OSError, asyncio.TimeoutError, RuntimeError, AttributeError)
 
 InstanceCleaner = Callable[[str], Awaitable[None]]
 """``cleaner(instance)``: release what a dead instance held (the registry's streams)."""
