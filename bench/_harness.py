@@ -15,9 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import importlib
-import json
-import pkgutil
 import sys
 import time
 import traceback
@@ -28,13 +25,9 @@ from typing import Any
 
 from bench._machine import machine_facts
 from bench._report import Context, ModuleResult, RunResult, Section, render_markdown
+from bench._suite import Suite
 
-PREFIX = "bench_"
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
-# artifacts/ is git-ignored: raw numbers are noisy and stay out of the repository.
-DEFAULT_JSON = ROOT / "artifacts" / "bench" / "results.json"
-_DEFAULT_ORDER = 100
+SUITE = Suite("bench", "bench_", "bench module", Path(__file__).parent, "benchmarks.md")
 
 HOW_TO_RUN = """
 ```sh
@@ -60,11 +53,7 @@ finds it by its name, and `--only <name>` runs it alone.
 
 def discover() -> dict[str, str]:
     """Bench names (``--only`` values) mapped to module names, in file-name order."""
-    found = {}
-    for info in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda i: i.name):
-        if info.name.startswith(PREFIX) and not info.ispkg:
-            found[info.name[len(PREFIX) :]] = f"{__package__}.{info.name}"
-    return found
+    return SUITE.discover()
 
 
 def load(names: Sequence[str] | None = None) -> list[tuple[str, ModuleType]]:
@@ -72,21 +61,7 @@ def load(names: Sequence[str] | None = None) -> list[tuple[str, ModuleType]]:
 
     Raises ``ValueError`` naming the unknown ones and listing the known.
     """
-    known = discover()
-    wanted = list(known) if not names else list(dict.fromkeys(names))
-    unknown = [n for n in wanted if n not in known]
-    if unknown:
-        raise ValueError(
-            f"unknown bench module(s) {', '.join(unknown)}; known: {', '.join(known) or 'none'}"
-        )
-    modules = []
-    for name in wanted:
-        module = importlib.import_module(known[name])
-        if not callable(getattr(module, "run", None)):
-            raise ValueError(f"bench module {module.__name__} has no run(ctx) function")
-        modules.append((name, module))
-    modules.sort(key=lambda item: (getattr(item[1], "ORDER", _DEFAULT_ORDER), item[0]))
-    return modules
+    return SUITE.load(names)
 
 
 def run_modules(modules: Sequence[tuple[str, ModuleType]], ctx: Context, command: str) -> RunResult:
@@ -133,57 +108,29 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the Nova Streaming benchmarks and write docs/benchmarks.md.",
     )
     parser.add_argument(
-        "--only",
-        action="append",
-        metavar="NAME",
-        help="run only this bench module (repeatable; see --list)",
-    )
-    parser.add_argument("--list", action="store_true", help="list bench modules and exit")
-    parser.add_argument(
         "--quick", action="store_true", help="smoke run: small sizes and few repeats"
     )
-    parser.add_argument(
-        "--output",
-        type=Path,
-        help=f"Markdown report path (default: {DEFAULT_OUTPUT.relative_to(ROOT)} for a "
-        "full run, stdout with --only or --quick); '-' for stdout",
-    )
-    parser.add_argument(
-        "--json",
-        type=Path,
-        default=DEFAULT_JSON,
-        help=f"raw results path (default: {DEFAULT_JSON.relative_to(ROOT)})",
-    )
+    SUITE.add_arguments(parser, partial_flag="--quick")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns the exit status."""
     args = _parser().parse_args(argv)
-    if args.list:
-        for name, module in discover().items():
-            print(f"{name}\t{module}")
-        return 0
-    names = [n.strip() for item in args.only or () for n in item.split(",") if n.strip()]
-    try:
-        modules = load(names or None)
-    except ValueError as exc:
-        print(f"python -m bench: {exc}", file=sys.stderr)
-        return 2
-    command = "python -m bench" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
-    run = run_modules(modules, Context(quick=args.quick), command)
-    markdown = render_markdown(run, HOW_TO_RUN)
-    output: Path | None = args.output
-    if output is None and not names and not args.quick:
-        output = DEFAULT_OUTPUT
-    if output is None or str(output) == "-":
-        print(markdown)
-    else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(markdown, encoding="utf-8")
-        print(f"[bench] wrote {output}", file=sys.stderr)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(to_json(run), indent=2, default=str), encoding="utf-8")
+    selected = SUITE.selected(args)
+    if isinstance(selected, int):
+        return selected
+    names, modules = selected
+    run = run_modules(modules, Context(quick=args.quick), SUITE.command_line(argv))
+    written = SUITE.write_outputs(
+        render_markdown(run, HOW_TO_RUN),
+        to_json(run),
+        output=args.output,
+        partial=bool(names) or args.quick,
+        json_path=args.json,
+    )
+    if written is not None:
+        print(f"[bench] wrote {written}", file=sys.stderr)
     for title, target in run.targets:
         print(
             f"[bench] {target.verdict}  {title}: {target.name}: {target.measured} "

@@ -25,11 +25,9 @@ import time
 from typing import Any
 
 from bench._procs import commands, emit, raise_nofile
+from bench._ws_wire import OP_CLOSE, OP_PING, OP_TEXT, next_frame, pong, upgrade_request
 
 _KEY = "dGhlIHNhbXBsZSBub25jZQ=="
-_OP_TEXT = 1
-_OP_CLOSE = 8
-_OP_PING = 9
 
 
 class Viewer(asyncio.Protocol):
@@ -69,34 +67,17 @@ class Viewer(asyncio.Protocol):
             del buf[: end + 4]
             self.open = True
             self.upgraded.set_result(None)
-        while len(buf) >= 2:
-            op = buf[0] & 0x0F
-            size = buf[1] & 0x7F
-            pos = 2
-            if size == 126:
-                if len(buf) < 4:
-                    return
-                size = int.from_bytes(buf[2:4], "big")
-                pos = 4
-            elif size == 127:
-                if len(buf) < 10:
-                    return
-                size = int.from_bytes(buf[2:10], "big")
-                pos = 10
-            if len(buf) < pos + size:
-                return
-            if op == _OP_TEXT:
+        while (frame := next_frame(buf)) is not None:
+            op, payload = frame
+            if op == OP_TEXT:
                 self.texts += 1
                 if self.state.armed and self.mark is None:
                     self.mark = now
-            elif op == _OP_PING and self.transport is not None:
-                payload = bytes(buf[pos : pos + size])
-                # A client frame must be masked; an all-zero mask leaves the bytes as is.
-                self.transport.write(bytes((0x8A, 0x80 | len(payload))) + bytes(4) + payload)
-            elif op == _OP_CLOSE and self.transport is not None:
+            elif op == OP_PING and self.transport is not None:
+                self.transport.write(pong(payload))
+            elif op == OP_CLOSE and self.transport is not None:
                 self.open = False
                 self.transport.close()
-            del buf[: pos + size]
 
 
 class Clients:
@@ -105,11 +86,7 @@ class Clients:
     def __init__(self, host: str, port: int, path: str) -> None:
         self.host = host
         self.port = port
-        self.request = (
-            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {_KEY}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
+        self.request = upgrade_request(host, port, path, _KEY)
         self.viewers: list[Viewer] = []
         self.failed = 0
         self.armed = False

@@ -23,8 +23,13 @@ from bench._timing import OpCase, OpStats, time_ops
 ORDER = 10
 TITLE = "Library hot path"
 
-# The issue's target: the guide's helper at most 1.3x a cached prometheus_client child.
-MAX_RATIO = 1.3
+# Issue #11's target: the guide's helpers (a frame latency; a connection plus a
+# disconnection) at most 0.3x a cached prometheus_client child.
+MAX_RATIO = 0.3
+# The service's per-frame call (the method with a stream id: exemplars and lag window)
+# was held to 1.3x before issue #11; measured at about 0.4x since, so the bound is
+# tightened to 0.6x, which leaves room for a noisy machine.
+MAX_RATIO_WITH_STREAM = 0.6
 QUALITY = "720p"
 # Falls in the middle of the bucket list (after the 0.025 bound): a typical frame lag.
 SECONDS = 0.045
@@ -48,11 +53,19 @@ boundaries (attributes dict built once).
 Exemplars (design section 10): the same calls with the frame's `stream_id` (what the
 ingest passes), on a started stream, so each frame also feeds the stream's lag window
 and one frame in 100 (the default) leaves an exemplar. The second target is the
-`StreamingMetrics` method with a stream id: the call the service's ingest makes for
-every frame (it holds the bound method); the helper with a stream id is shown too (one
-Python call more). For slow frames (`{SLOW_SECONDS}` s, above the 0.25 s threshold)
-every frame leaves one: shown against prometheus_client's own
+`StreamingMetrics` method with a stream id (≤ 0.60×; it was 1.30× before issue #11): the
+call the service's ingest makes for every frame (it holds the bound method); the helper
+with a stream id is shown too (one Python call more). For slow frames (`{SLOW_SECONDS}`
+s, above the 0.25 s threshold) every frame leaves one: shown against prometheus_client's own
 `child.observe(v, {{"stream_id": s}})`, the cheapest way to store an exemplar with it.
+
+What made the difference (issue #11): the histogram is ours now
+(`streaming_metrics/_histogram.py`), not a prometheus_client child: one counts list per
+thread (a `threading.local`, so no lock and no lost update), the bucket found with
+`bisect` on a tuple whose sentinels also reject negative, NaN and infinite values, the
+quality validated once when its series is made (a dict lookup per frame), and the
+helper inlining that fast path on the default instance (one Python call instead of
+three). The export is still prometheus_client's, byte for byte.
 
 Method: `timeit` statements calling a bound method held in a local name, 25 rounds of
 about 20 ms per case, every case once per round in shuffled order; the per-iteration
@@ -72,6 +85,11 @@ One viewer arriving and leaving: a connection and a disconnection on an active s
 `UpDownCounter` (`add(1, attrs); add(-1, attrs)`). The same method as above. The
 threshold is the latency target's, applied because the design names the connection
 gauges as the other hot path.
+
+What made the difference (issue #11): a stream's connection count is the length of a
+list (`list.append` and `list.pop` are each atomic in CPython, and `pop` on an empty
+list refuses to go below 0), so neither call takes a lock; the helpers inline that on
+the default instance's stream records (one Python call each).
 """
 
 
@@ -211,6 +229,11 @@ def _connection_cases() -> tuple[list[OpCase], Callable[[], object]]:
     return cases, provider.shutdown
 
 
+def _bound(label: str) -> float:
+    """The target ratio of a checked case."""
+    return MAX_RATIO_WITH_STREAM if label == METHOD_WITH_STREAM else MAX_RATIO
+
+
 def ratios_of(stats: dict[str, OpStats]) -> dict[str, float]:
     """Each case's best time over the first (baseline) case's."""
     base = next(iter(stats.values())).best_ns
@@ -301,7 +324,7 @@ def run(ctx: Context) -> list[Section]:
             profile = None
             checked = [helper_label] + ([METHOD_WITH_STREAM] if key == "latency" else [])
             worst = max(checked, key=lambda label: ratios_of(stats)[label])
-            if ratios_of(stats)[worst] > MAX_RATIO:
+            if ratios_of(stats)[worst] > _bound(worst):
                 helper_case = next(c for c in cases if c.label == worst)
                 profile = _profile(helper_case, 20_000 if ctx.quick else 200_000)
         finally:
@@ -311,9 +334,9 @@ def run(ctx: Context) -> list[Section]:
         targets = [
             Target(
                 f"{label} vs cached child (best of {repeats})",
-                f"≤ {MAX_RATIO:.2f}×",
+                f"≤ {_bound(label):.2f}×",
                 fmt_ratio(ratios[label]),
-                ratios[label] <= MAX_RATIO,
+                ratios[label] <= _bound(label),
             )
             for label in checked
         ]

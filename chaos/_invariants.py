@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from chaos._ledger import select
 from chaos._report import Check
 from chaos._world import ACTIVE, DURATION, FINAL_VIEWERS, INFO, Broadcast, World
 
@@ -180,4 +181,51 @@ async def figures(world: World, bound_rss_mib: float, bound_stall_ms: float) -> 
             stall <= bound_stall_ms,
             figure=True,
         ),
+    ]
+
+
+GC_PAUSE = "nova_streaming_gc_pause_seconds"
+
+
+def gc_full_passes(world: World) -> dict[str, tuple[float, float, float]]:
+    """Per live incarnation: full (generation 2) collections so far, their total time
+    (s) and the upper bound of the longest one (s, the histogram's smallest bucket
+    holding them all), from the replicas' ``nova_streaming_gc_pause_seconds``."""
+    out: dict[str, tuple[float, float, float]] = {}
+    for key, inc in world.ledger.incarnations.items():
+        if not inc.live:
+            continue
+        full = {"generation": "2"}
+        count = select(inc.samples, f"{GC_PAUSE}_count", full)
+        total = select(inc.samples, f"{GC_PAUSE}_sum", full)
+        longest = float("inf") if count else 0.0
+        for (name, labels), value in inc.samples.items():
+            lab = dict(labels)
+            if name == f"{GC_PAUSE}_bucket" and lab.get("generation") == "2" and value >= count:
+                longest = min(longest, float(lab["le"]))
+        out[key] = (count, total, longest)
+    return out
+
+
+async def gc_pauses(
+    world: World, before: dict[str, tuple[float, float, float]], during: str
+) -> list[Check]:
+    """How many full collections the replicas ran since ``before`` and how long they
+    took (reported: the stall figure's usual cause under many connections)."""
+    await world.ledger.scrape_all()
+    after = gc_full_passes(world)
+    parts = []
+    for key, (count, total, longest) in sorted(after.items()):
+        c0, t0, _ = before.get(key, (0.0, 0.0, 0.0))
+        n = count - c0
+        mean = (total - t0) / n * 1000 if n else 0.0
+        parts.append(f"{key}: {n:.0f} passes, mean {mean:.0f} ms, longest <= {longest * 1000:g} ms")
+    return [
+        Check(
+            f"full garbage collections during {during}",
+            "reported",
+            "; ".join(parts) or "no live replica",
+            True,
+            figure=True,
+        )
     ]

@@ -96,7 +96,7 @@ def render_markdown(
     started: str,
     seconds: float,
     command: str,
-    merged: str,
+    commit: str,
     how_to_run: str,
 ) -> str:
     """The whole docs/reliability.md for one run."""
@@ -115,8 +115,7 @@ def render_markdown(
         "polling every replica every 25 ms from its own process.",
         "",
         f"Run: {started}, {seconds:,.0f} s in all, command `{command}`; "
-        f"{passed} of {len(results)} scenarios pass. Branches merged into the tree "
-        f"measured: {merged}.",
+        f"{passed} of {len(results)} scenarios pass; git commit measured: {commit}.",
         "",
         "## Results",
         "",

@@ -35,7 +35,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import os
 import random
@@ -44,10 +43,16 @@ import time
 from typing import Any
 
 from bench._procs import commands, emit, raise_nofile
+from bench._ws_wire import (
+    OP_CLOSE,
+    OP_PING,
+    OP_TEXT,
+    close_frame,
+    next_frame,
+    pong,
+    upgrade_request,
+)
 
-_OP_TEXT = 1
-_OP_CLOSE = 8
-_OP_PING = 9
 # Close codes after which a player reconnects (to another replica).
 RECONNECT_CODES = frozenset({1001, 1006, 1011, 1012, 1013})
 _SLOW_PAUSE = 2.0
@@ -128,15 +133,8 @@ class Conn(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.slot.conn = self
-        key = base64.b64encode(os.urandom(16)).decode()
-        fleet = self.slot.fleet
-        transport.write(
-            (
-                f"GET /ws/streams/{self.slot.stream} HTTP/1.1\r\nHost: {fleet.host}:{self.port}\r\n"
-                f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
+        host = self.slot.fleet.host
+        transport.write(upgrade_request(host, self.port, f"/ws/streams/{self.slot.stream}"))
         if not self.slot.active:
             self.close(1000)
 
@@ -170,8 +168,7 @@ class Conn(asyncio.Protocol):
         if self.code is None:
             self.code = code  # closed by this side: not an abnormal close
         if self.upgraded:
-            payload = code.to_bytes(2, "big")
-            self.transport.write(bytes((0x88, 0x80 | len(payload))) + bytes(4) + payload)
+            self.transport.write(close_frame(code.to_bytes(2, "big")))
         self.transport.close()
 
     def data_received(self, data: bytes) -> None:
@@ -195,36 +192,18 @@ class Conn(asyncio.Protocol):
             self.slot.fleet.open[self.slot.stream] += 1
             if self.slot.slow:
                 self._slow_pause()
-        while len(buf) >= 2:
-            op = buf[0] & 0x0F
-            size = buf[1] & 0x7F
-            pos = 2
-            if size == 126:
-                if len(buf) < 4:
-                    return
-                size = int.from_bytes(buf[2:4], "big")
-                pos = 4
-            elif size == 127:
-                if len(buf) < 10:
-                    return
-                size = int.from_bytes(buf[2:10], "big")
-                pos = 10
-            if len(buf) < pos + size:
-                return
-            payload = bytes(buf[pos : pos + size])
-            del buf[: pos + size]
-            if op == _OP_TEXT:
+        while (frame := next_frame(buf)) is not None:
+            op, payload = frame
+            if op == OP_TEXT:
                 self.slot.fleet.texts += 1
-            elif op == _OP_PING and self.transport is not None and not self.slot.slow:
-                # A client frame must be masked; an all-zero mask leaves the bytes as is.
-                self.transport.write(bytes((0x8A, 0x80 | len(payload))) + bytes(4) + payload)
-            elif op == _OP_CLOSE and self.transport is not None:
+            elif op == OP_PING and self.transport is not None and not self.slot.slow:
+                self.transport.write(pong(payload))
+            elif op == OP_CLOSE and self.transport is not None:
                 self.code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
                 if self.upgraded:
                     self.upgraded = False
                     self.slot.fleet.open[self.slot.stream] -= 1
-                echo = payload[:2]
-                self.transport.write(bytes((0x88, 0x80 | len(echo))) + bytes(4) + echo)
+                self.transport.write(close_frame(payload[:2]))
                 self.transport.close()
                 return
 

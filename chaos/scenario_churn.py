@@ -7,7 +7,7 @@ import time
 
 from bench._procs import cpu_seconds
 
-from chaos._invariants import end_streams, figures, viewer_count
+from chaos._invariants import end_streams, figures, gc_full_passes, gc_pauses, viewer_count
 from chaos._report import Check, Context
 from chaos._setup import live, world
 
@@ -30,6 +30,8 @@ async def run(ctx: Context) -> list[Check]:
         await w.probe_read(reset=True)
         await w.fleet_cmd({"cmd": "hold", "stream": b.stream_id, "n": slow, "slow": True})
         cpu0 = {s.pid: cpu_seconds(s.pid) for s in w.live_slots()}
+        await w.ledger.scrape_all()
+        gc0 = gc_full_passes(w)
         t_churn = time.monotonic()
         churn = await w.fleet_cmd(
             {"cmd": "churn", "stream": b.stream_id, "rate": rate, "seconds": seconds}, wait=300
@@ -72,6 +74,7 @@ async def run(ctx: Context) -> list[Check]:
                 dropped == slow,
             )
         )
+        checks += await gc_pauses(w, gc0, "the churn")
         checks += await viewer_count(w, [b.stream_id], "the churn", t_end)
         checks += await figures(w, bound_rss_mib=400, bound_stall_ms=500)
         checks += await end_streams(w, [b], f"{viewers:,} viewers")

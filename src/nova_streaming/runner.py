@@ -30,8 +30,10 @@ from starlette.applications import Starlette
 
 from nova_streaming.app import Extension, create_app
 from nova_streaming.drain import DrainReport, ShutdownDrain, shutdown_budget
+from nova_streaming.gc_pauses import GcPauseRecorder, freeze_startup_objects
 from nova_streaming.settings import Settings
 from nova_streaming.viewers.endpoint import ViewerFastPath
+from nova_streaming.viewers.protocol import LeanWebSocketProtocol
 from streaming_metrics import StreamingMetrics, start_metrics_server
 
 __all__ = [
@@ -55,9 +57,11 @@ WS_MAX_MESSAGE_BYTES = 64 * 1024
 def uvicorn_config(
     app: Starlette, settings: Settings, *, log_level: str = "info"
 ) -> uvicorn.Config:
-    """uvicorn settings for ``app``: sans-I/O websockets (keep-alive pings on timers,
-    no task per connection), pings and sizes from ``settings``, lifespan on, viewer
-    WebSockets dispatched by :class:`~nova_streaming.viewers.endpoint.ViewerFastPath`.
+    """uvicorn settings for ``app``: sans-I/O websockets as
+    :class:`~nova_streaming.viewers.protocol.LeanWebSocketProtocol` (no task per
+    connection, keep-alive pings on one shared wheel, the handshake let go once
+    answered), pings and sizes from ``settings``, lifespan on, viewer WebSockets
+    dispatched by :class:`~nova_streaming.viewers.endpoint.ViewerFastPath`.
 
     ``http="h11"``: uvicorn's httptools parser measured no gain for viewers (it only
     parses the upgrade request) and changed the outcome of the Redis-cluster failover
@@ -77,7 +81,7 @@ def uvicorn_config(
         http="h11",
         host=settings.host,
         port=settings.port,
-        ws="websockets-sansio",
+        ws=LeanWebSocketProtocol,
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,
         ws_max_size=WS_MAX_MESSAGE_BYTES,
@@ -156,6 +160,14 @@ class DrainingServer(uvicorn.Server):
         self._drain_task: asyncio.Task[None] | None = None
         self._serving: asyncio.Task[Any] | None = None
         self._cut_short = False
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's start-up (the app's lifespan, then the listening sockets), then
+        :func:`~nova_streaming.gc_pauses.freeze_startup_objects`: what start-up built
+        lives as long as the process, and no full collection walks it again."""
+        await super().startup(sockets=sockets)
+        frozen = freeze_startup_objects()
+        log.debug("nova-streaming: %d start-up objects frozen out of the collector", frozen)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """First signal after start: drain; later ones (or before start): uvicorn's."""
@@ -283,10 +295,14 @@ async def serve(
     server = DrainingServer(
         uvicorn_config(app, settings), ShutdownDrain(app.state.service), settings.shutdown_grace
     )
+    # Every collection's pause, in nova_streaming_gc_pause_seconds (docs/service.md).
+    gc_pauses = GcPauseRecorder(app.state.service.service_metrics.gc_pause)
+    gc_pauses.install()
     metrics_server = start_metrics_server(
         settings.metrics_port, settings.metrics_host, metrics.registry, token=settings.metrics_token
     )
     try:
         await server.serve(sockets=sockets)
     finally:
+        gc_pauses.uninstall()
         metrics_server.close()

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = [
+    "GC_PAUSE",
+    "GC_PAUSE_BUCKETS",
     "INGEST_DISCONTINUITIES",
     "PRESENCE_ERRORS",
     "PRESENCE_OPERATIONS",
@@ -36,6 +38,10 @@ WEBSOCKET_REJECTED: Final = "nova_streaming_websocket_rejected_total"
 WEBSOCKET_DROPPED: Final = "nova_streaming_websocket_dropped_total"
 UNTRUSTED_REQUESTS: Final = "nova_streaming_untrusted_requests_total"
 INGEST_DISCONTINUITIES: Final = "nova_streaming_ingest_discontinuities_total"
+GC_PAUSE: Final = "nova_streaming_gc_pause_seconds"
+# Young passes take well under a millisecond; a full pass over thousands of viewers
+# takes tens to hundreds of milliseconds (docs/service.md).
+GC_PAUSE_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 # Operations against the shared presence/registry backend (Redis) that can fail.
 PRESENCE_OPERATIONS: Final = ("heartbeat", "sync", "read", "registry", "events")
@@ -94,6 +100,14 @@ class ServiceMetrics:
             _base(INGEST_DISCONTINUITIES),
             "Video timestamps that went backwards or jumped forward by more than 10 s "
             "of media time (the lag baseline restarted; not counted as drops).",
+            registry=registry,
+        )
+        self.gc_pause = Histogram(
+            GC_PAUSE,
+            "Garbage-collector passes of this process (the event loop stands still during "
+            "each), by generation: 2 is the full pass.",
+            ["generation"],
+            buckets=GC_PAUSE_BUCKETS,
             registry=registry,
         )
         for endpoint in UNTRUSTED_ENDPOINTS:

@@ -16,7 +16,6 @@ class StreamRecord:
     __slots__ = (
         "alive",
         "bitrates",
-        "connections",
         "drops",
         "info",
         "lag",
@@ -25,6 +24,7 @@ class StreamRecord:
         "peak",
         "stream_id",
         "tracked",
+        "viewers",
     )
 
     def __init__(self, stream_id: str, *, tracked: bool) -> None:
@@ -35,7 +35,11 @@ class StreamRecord:
         self.alive = True
         # (region, stream_type) while started here and not ended; None otherwise.
         self.info: tuple[str, str] | None = None
-        self.connections = 0
+        # One item per local viewer: the count is the list's length. append() and
+        # pop() are each one atomic operation in CPython, so the connection hot path
+        # counts without a lock, and pop() on an empty list fails instead of going
+        # below 0.
+        self.viewers: list[None] = []
         # None means no peak_viewers series (never started here, or its linger ran out).
         self.peak: float | None = None
         self.bitrates: dict[str, float] = {}
@@ -48,3 +52,8 @@ class StreamRecord:
         # Owner-only series (peak, bitrates) of an ended stream leave at this time, even
         # when a later connection revived the connection series.
         self.owner_until: float | None = None
+
+    @property
+    def connections(self) -> int:
+        """Local viewers now (the websocket_connections gauge)."""
+        return len(self.viewers)

@@ -17,12 +17,19 @@ Example::
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from typing import Final
 from uuid import UUID
 
 from streaming_metrics import _default
 from streaming_metrics import definitions as d
 from streaming_metrics._default import default_metrics, reset_default_metrics, set_default_metrics
+from streaming_metrics._histogram import search_keys_of
 from streaming_metrics.timer import StreamTimer
+
+# What every instance's latency histogram bisects, and the end of its valid results.
+_LATENCY_KEYS: Final = search_keys_of(d.RTMP_INGESTION_LATENCY_SECONDS)
+_LATENCY_TOP: Final = len(_LATENCY_KEYS)
 
 __all__ = [
     "StreamTimer",
@@ -70,12 +77,35 @@ def forget_stream(stream_id: str | UUID) -> None:
 
 def record_websocket_connection(stream_id: str | UUID) -> None:
     """See :meth:`StreamingMetrics.record_websocket_connection`."""
-    (_default._instance or default_metrics()).record_websocket_connection(stream_id)
+    # The method's fast path inlined on the default instance's records (_default keeps
+    # them with the instance): one Python call. A call racing with set_default_metrics
+    # lands in either instance.
+    try:
+        rec = _default._streams[stream_id]  # type: ignore[index]
+    except (KeyError, TypeError):
+        (_default._instance or default_metrics()).record_websocket_connection(stream_id)
+        return
+    rec.viewers.append(None)
+    if rec.linger_until is not None:
+        (_default._instance or default_metrics())._connected_late(rec)
 
 
 def record_websocket_disconnection(stream_id: str | UUID) -> None:
     """See :meth:`StreamingMetrics.record_websocket_disconnection`."""
-    (_default._instance or default_metrics()).record_websocket_disconnection(stream_id)
+    # Inlined like record_websocket_connection.
+    try:
+        rec = _default._streams[stream_id]  # type: ignore[index]
+    except (KeyError, TypeError):
+        (_default._instance or default_metrics()).record_websocket_disconnection(stream_id)
+        return
+    viewers = rec.viewers
+    try:
+        viewers.pop()
+    except IndexError:
+        return
+    if viewers or rec.info is not None:
+        return
+    (_default._instance or default_metrics())._disconnected_to_zero(rec)
 
 
 def record_viewer_count_change(stream_id: str | UUID, viewer_count: int, region: str) -> None:
@@ -105,7 +135,21 @@ def record_rtmp_frame_latency(
 
     ``stream_id`` (optional): the frame's stream, for its exemplar and its lag window.
     """
-    # The module global is read directly: one attribute load instead of a call.
+    # The two-argument call is the method's fast path inlined, on the default
+    # instance's shards (_default keeps them with the instance): one Python call
+    # instead of two. Anything else, and a first call, goes through the method.
+    # (See streaming_metrics._histogram for the search keys' sentinels.)
+    if stream_id is None and type(seconds) is float:
+        index = bisect_left(_LATENCY_KEYS, seconds)
+        if 0 < index < _LATENCY_TOP:
+            try:
+                counts = _default._latency_shards[quality].counts
+            except (KeyError, TypeError):
+                pass
+            else:
+                counts[index] += 1
+                counts[0] += seconds
+                return
     (_default._instance or default_metrics()).record_rtmp_frame_latency(quality, seconds, stream_id)
 
 

@@ -6,10 +6,14 @@ Design notes (the why; the what is in the class docstring):
   from stream state (active_streams, the tracked-streams self-metrics) are produced by
   one custom collector from :class:`~streaming_metrics._stream.StreamRecord` objects.
   Removing a stream is then one dict deletion, the connection hot path is a dict lookup
-  plus an integer change under one uncontended lock, and there are no
-  ``Gauge.labels()`` children to leak or to keep in sync with the records.
-* Counters and histograms are ordinary prometheus_client metrics whose label children
-  are created once and cached in dicts, so hot paths never call ``.labels()``.
+  plus one list append or pop (no lock: see ``StreamRecord.viewers``), and there are no
+  ``Gauge.labels()`` children to leak or to keep in sync with the records. The
+  collector and its families live in :mod:`streaming_metrics._collector`.
+* The frame-latency histogram is our own (:mod:`streaming_metrics._histogram`): one
+  counts list per thread, found by quality with one dict lookup, no lock; it exports
+  what a prometheus_client ``Histogram`` would. The other counters and histograms are
+  ordinary prometheus_client metrics whose label children are created once and cached
+  in dicts, so hot paths never call ``.labels()``.
 * Linger needs no thread: deadlines are ``now + linger`` with a monotonic clock, so they
   arrive in order and sit in a deque; every lifecycle call and every scrape pops the
   ones due. The collector expires before it reads, so a scrape never shows a series
@@ -25,6 +29,7 @@ import logging
 import math
 import threading
 import time
+from bisect import bisect_left as _bisect
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Final
@@ -33,6 +38,7 @@ from uuid import UUID
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 
 from streaming_metrics import definitions as d
 from streaming_metrics._collector import (
@@ -44,6 +50,7 @@ from streaming_metrics._collector import (
     _peaks,
     _StreamCollector,
 )
+from streaming_metrics._histogram import HistogramSeries, Shard, ShardedHistogram
 from streaming_metrics._lag import CLOCK_EVERY, LagWindow
 from streaming_metrics._stream import StreamRecord
 from streaming_metrics._validation import (
@@ -59,7 +66,8 @@ __all__ = ["StreamingMetrics"]
 
 logger = logging.getLogger("streaming_metrics")
 
-_INF: Final = math.inf
+# Exemplar timestamps are wall-clock seconds, as prometheus_client's.
+_wall: Final = time.time
 # Longest caller value quoted in a rejection log line: enough to recognise it, not
 # enough to flood the log or carry a payload.
 _LOG_VALUE_CHARS: Final = 80
@@ -191,7 +199,7 @@ class StreamingMetrics:
         self._errors = _counter(d.BROADCAST_ERRORS)
         self._viewers = _histogram(d.VIEWERS_TOTAL)
         self._duration = _histogram(d.STREAM_DURATION_SECONDS)
-        self._latency = _histogram(d.RTMP_INGESTION_LATENCY_SECONDS)
+        self._latency = ShardedHistogram(d.RTMP_INGESTION_LATENCY_SECONDS)
         self._dropped = _counter(d.DROPPED_SERIES)
         self._rejected = _counter(d.REJECTED_INPUTS)
         self._collectors: tuple[Collector, ...] = (
@@ -210,8 +218,15 @@ class StreamingMetrics:
             value: self._errors.labels(value) for value in (*error_set, d.OTHER)
         }
         self._latency_children = {
-            value: self._latency.labels(value) for value in (*quality_set, d.OTHER)
+            value: self._latency.series(value) for value in (*quality_set, d.OTHER)
         }
+        # The frame hot path: quality -> its series' per-thread counts, and the bounds
+        # to bisect (see streaming_metrics._histogram).
+        self._latency_shards: dict[str, Shard] = {
+            value: series.shard for value, series in self._latency_children.items()
+        }
+        self._latency_keys = self._latency.keys
+        self._latency_top = len(self._latency_keys)
         self._rejected_children = {
             reason: self._rejected.labels(reason) for reason in d.REJECT_REASONS
         }
@@ -456,7 +471,7 @@ class StreamingMetrics:
                 self._stop_owning(rec, rec.info[0])
             if rec.linger_until is not None:
                 return
-            if rec.connections > 0:
+            if rec.viewers:
                 # Viewers are still connected here (a hand-over to another owner, or the
                 # hub has not closed them yet): removing their connection series would
                 # lose the count they still hold. Owner-only series (peak, bitrates) go
@@ -479,16 +494,18 @@ class StreamingMetrics:
         that does not own the stream); that counts toward the cardinality cap. On a
         lingering stream it revives the connection series.
         """
+        # One dict lookup and one list append, no lock (see StreamRecord.viewers). The
+        # check comes after the append: a record that lingers or was removed by then
+        # (removal always follows a linger) gets the connection right in
+        # _connected_late, so a connection is never lost to a concurrent end or expiry.
         try:
-            rec = self._streams.get(stream_id)  # type: ignore[arg-type]
-        except TypeError:
-            rec = None
-        if rec is not None:
-            with self._lock:
-                if rec.alive and rec.linger_until is None:
-                    rec.connections += 1
-                    return
-        self._connect_slow(stream_id)
+            rec = self._streams[stream_id]  # type: ignore[index]
+        except (KeyError, TypeError):
+            self._connect_slow(stream_id)
+            return
+        rec.viewers.append(None)
+        if rec.linger_until is not None:
+            self._connected_late(rec)
 
     def record_websocket_disconnection(self, stream_id: str | UUID) -> None:
         """One local viewer of ``stream_id`` fewer; the gauge never goes below 0.
@@ -497,31 +514,30 @@ class StreamingMetrics:
         reaches 0 connections starts its linger, so a missed :meth:`forget_stream`
         cannot leak its series.
         """
+        # One dict lookup and one list pop, no lock; only a stream not started here
+        # that reaches 0 takes the lock (to start its linger). The disconnection applies
+        # to the record found by the lookup.
         try:
-            rec = self._streams.get(stream_id)  # type: ignore[arg-type]
-        except TypeError:
-            rec = None
-        if rec is None:
+            rec = self._streams[stream_id]  # type: ignore[index]
+        except (KeyError, TypeError):
             sid = clean_stream_id(stream_id)
             if sid is None:
                 self._reject(
                     d.REJECT_INVALID_STREAM_ID, "record_websocket_disconnection", stream_id
                 )
                 return
-            rec = self._streams.get(sid)
-            if rec is None:
+            found = self._streams.get(sid)
+            if found is None:
                 return
-        with self._lock:
-            if not rec.alive:
-                # Removed since the lookup; a newer record of the same stream may exist.
-                found = self._streams.get(rec.stream_id)
-                if found is None:
-                    return
-                rec = found
-            if rec.connections > 0:
-                rec.connections -= 1
-                if rec.connections == 0 and rec.info is None and rec.linger_until is None:
-                    self._linger_record(rec, self._clock())
+            rec = found
+        viewers = rec.viewers
+        try:
+            viewers.pop()
+        except IndexError:
+            return
+        if viewers or rec.info is not None:
+            return
+        self._disconnected_to_zero(rec)
 
     def record_viewer_count_change(
         self, stream_id: str | UUID, viewer_count: int, region: str
@@ -632,34 +648,45 @@ class StreamingMetrics:
         ``exemplar_sample_every``, it leaves ``{stream_id="..."}`` as the OpenMetrics
         exemplar of the bucket it lands in.
         """
-        # One dict lookup and one chained comparison (which also refuses NaN) in front of
-        # the cached child's observe(); anything unusual takes the slow path. The
-        # guide's two-argument call pays one `is None` more. With a stream id, the known
-        # stream's record is one more dict lookup, and its lag window is one clock read
-        # and one list append (a second's frames are sorted once, at the next second).
+        # One dict lookup (the quality was validated when its series was made), a type
+        # check and the bucket search, whose index also says whether the value is finite
+        # and >= 0 (NaN included), then two slot updates in this thread's own counts
+        # list: no lock, no Python call (see _histogram). Anything unusual takes the slow
+        # path. With a stream id, the known stream's lag window
+        # is one more dict lookup, one clock read every CLOCK_EVERY frames and one list
+        # append (a second's frames are sorted once, at the next second).
         try:
-            child = self._latency_children[quality]
+            shard = self._latency_shards[quality]
         except (KeyError, TypeError):
             self._latency_slow(quality, seconds, stream_id)
             return
-        if not (type(seconds) is float and 0.0 <= seconds < _INF):
+        if type(seconds) is not float:
+            self._latency_slow(quality, seconds, stream_id)
+            return
+        index = _bisect(self._latency_keys, seconds)
+        if not 0 < index < self._latency_top:
             self._latency_slow(quality, seconds, stream_id)
             return
         if stream_id is None:
-            child.observe(seconds)
+            counts = shard.counts
+            counts[index] += 1
+            counts[0] += seconds
             return
         try:
             window = self._windows[stream_id]  # type: ignore[index]
         except (KeyError, TypeError):
-            self._latency_of_stream(child, seconds, stream_id)
+            self._latency_of_stream(shard.series, seconds, stream_id)
             return
+        counts = shard.counts
+        counts[index] += 1
+        counts[0] += seconds
         # The window's cut is the exemplar threshold, or -1 when its stream's next frame
         # is the sampled one (decided once a second, in _close_second): one compare.
         if seconds > window.cut:
             window.cut = self._exemplar_threshold
-            child.observe(seconds, {d.EXEMPLAR_LABEL: window.stream_id})
-        else:
-            child.observe(seconds)
+            shard.series.exemplars[index] = Exemplar(
+                {d.EXEMPLAR_LABEL: window.stream_id}, seconds, _wall()
+            )
         # The clock is read every CLOCK_EVERY frames of a stream (a clock read costs
         # as much as the rest of this); the frames between go to the second it read.
         ticks = window.ticks - 1
@@ -676,13 +703,15 @@ class StreamingMetrics:
 
     # --- internals -----------------------------------------------------------------------
 
-    def _observe_in_window(self, child: Histogram, seconds: float, window: LagWindow) -> None:
+    def _observe_in_window(
+        self, series: HistogramSeries, seconds: float, window: LagWindow
+    ) -> None:
         """What the hot path inlines for a stream with a lag window."""
         if seconds > window.cut:
             window.cut = self._exemplar_threshold
-            child.observe(seconds, {d.EXEMPLAR_LABEL: window.stream_id})
+            series.observe(seconds, {d.EXEMPLAR_LABEL: window.stream_id})
         else:
-            child.observe(seconds)
+            series.observe(seconds)
         # The clock is read every CLOCK_EVERY frames of a stream (a clock read costs
         # as much as the rest of this); the frames between go to the second it read.
         ticks = window.ticks - 1
@@ -710,7 +739,9 @@ class StreamingMetrics:
             self._exemplar_countdown = self._exemplar_reset
             window.cut = -1.0
 
-    def _latency_of_stream(self, child: Histogram, seconds: float, stream_id: object) -> None:
+    def _latency_of_stream(
+        self, series: HistogramSeries, seconds: float, stream_id: object
+    ) -> None:
         """A valid observation naming a stream without a lag window here as given (not
         started here, over the cap, given as a UUID object or in upper case...)."""
         rec = self._streams.get(stream_id) if type(stream_id) is str else None
@@ -725,15 +756,15 @@ class StreamingMetrics:
             window = self._windows.get(sid)
             if window is not None:
                 # A started stream named another way: the fast path's work.
-                self._observe_in_window(child, seconds, window)
+                self._observe_in_window(series, seconds, window)
                 return
         left = self._exemplar_countdown - 1
         if seconds > self._exemplar_threshold or left <= 0:
             self._exemplar_countdown = left if left > 0 else self._exemplar_reset
-            child.observe(seconds, {d.EXEMPLAR_LABEL: sid})
+            series.observe(seconds, {d.EXEMPLAR_LABEL: sid})
         else:
             self._exemplar_countdown = left
-            child.observe(seconds)
+            series.observe(seconds)
 
     def _latency_slow(self, quality: object, seconds: object, stream_id: object = None) -> None:
         if not is_label_value(quality):
@@ -743,13 +774,13 @@ class StreamingMetrics:
         if isinstance(amount, str):
             self._reject(amount, "record_rtmp_frame_latency", seconds)
             return
-        child = self._latency_children.get(quality)  # type: ignore[call-overload]
-        if child is None:
-            child = self._latency_children[d.OTHER]
+        series = self._latency_children.get(quality)  # type: ignore[call-overload]
+        if series is None:
+            series = self._latency_children[d.OTHER]
         if stream_id is None:
-            child.observe(amount)
+            series.observe(amount)
         else:
-            self._latency_of_stream(child, amount, stream_id)
+            self._latency_of_stream(series, amount, stream_id)
 
     def _connect_slow(self, stream_id: object) -> None:
         sid = clean_stream_id(stream_id)
@@ -765,7 +796,25 @@ class StreamingMetrics:
             # connections only for active streams), so a lingering stream's connection
             # series stay; owner-only series still leave at owner_until.
             rec.linger_until = None
-            rec.connections += 1
+            rec.viewers.append(None)
+
+    def _connected_late(self, rec: StreamRecord) -> None:
+        """A connection's item went to a record that lingers or was removed: revive the
+        record (what a connection to a lingering stream does), or, if it is gone, count
+        the connection on the stream's current record."""
+        with self._lock:
+            self._expire(self._clock())
+            if rec.alive:
+                rec.linger_until = None
+                return
+        self._connect_slow(rec.stream_id)
+
+    def _disconnected_to_zero(self, rec: StreamRecord) -> None:
+        """A stream not started here lost its last local viewer: start its linger, unless
+        a connection came back in the meantime or it already lingers."""
+        with self._lock:
+            if rec.alive and not rec.viewers and rec.info is None and rec.linger_until is None:
+                self._linger_record(rec, self._clock())
 
     def _observe_duration(self, stream_type: object, seconds: float) -> None:
         """For StreamTimer: one observation of stream_duration_seconds{stream_type}."""

@@ -51,10 +51,11 @@ def test_report_has_one_row_per_check_and_the_machine() -> None:
         started="now",
         seconds=1,
         command="python -m chaos",
-        merged="x: merged",
+        commit="abc1234",
         how_to_run="run it",
     )
     assert "| A | inv | b | m | **PASS** |" in text
     assert "| B | scenario ran to the end | no error | RuntimeError: boom | **FAIL** |" in text
     assert "| CPU model | test cpu |" in text
-    assert "1 of 2 scenarios pass" in text
+    assert "1 of 2 scenarios pass; git commit measured: abc1234." in text
+    assert "Branches merged" not in text

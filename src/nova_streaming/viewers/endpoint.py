@@ -43,6 +43,11 @@ CLOSE_TRY_AGAIN = 1013
 
 VIEWER_PATH_PREFIX = "/ws/streams/"
 
+# Scope entries a viewer connection no longer needs once accepted (see docs/service.md,
+# "Garbage collection and event-loop stalls"): the request headers, the offered
+# subprotocols, the extensions and state dicts.
+_SCOPE_AFTER_ACCEPT = ("headers", "subprotocols", "extensions", "state")
+
 
 class AsgiViewerSocket:
     """The hub's :class:`~nova_streaming.viewers.hub.ViewerSocket` over a raw ASGI ``send``.
@@ -118,6 +123,10 @@ class ViewerEndpoint:
                 await _refuse(service, socket, send, CLOSE_NOT_ACTIVE, "stream_not_active")
                 return
             await send({"type": "websocket.accept"})
+            # The server logged the accept; nothing reads these again, and each is a
+            # garbage-collected container held for the life of the connection.
+            for key in _SCOPE_AFTER_ACCEPT:
+                scope.pop(key, None)
             if registry.end_generation(sid) != generation:
                 # The stream ended while this viewer was being admitted.
                 await socket.send_text(message("stream_ended", sid, reason="ended"))

@@ -143,3 +143,36 @@ def test_linger_expiry_races_with_connections(
     # before the first connection, a fresh viewers-only record with both: never one.
     for sid in ids:
         assert registry.get_sample_value(d.WEBSOCKET_CONNECTIONS.name, {"stream_id": sid}) == 2.0
+
+
+def test_hammered_helpers_connection_gauge_is_exact(
+    metrics: StreamingMetrics, registry: CollectorRegistry
+) -> None:
+    """The module helpers' inlined connection paths, 8 threads on one stream started
+    here and on one only viewed here, end at exact counts."""
+    from streaming_metrics import helpers
+
+    helpers.set_default_metrics(metrics)
+    try:
+        helpers.record_stream_started(OWNED, REGION)
+
+        def viewer(stream_id: str, keep: int) -> Callable[[], None]:
+            def run() -> None:
+                for i in range(ROUNDS):
+                    helpers.record_websocket_connection(stream_id)
+                    if i >= keep:
+                        helpers.record_websocket_disconnection(stream_id)
+
+            return run
+
+        run_threads(
+            [viewer(OWNED, 70) for _ in range(THREADS // 2)]
+            + [viewer(VIEWERS_ONLY, 30) for _ in range(THREADS // 2)]
+        )
+        get = registry.get_sample_value
+        assert get(d.WEBSOCKET_CONNECTIONS.name, {"stream_id": OWNED}) == 70.0 * (THREADS // 2)
+        assert get(d.WEBSOCKET_CONNECTIONS.name, {"stream_id": VIEWERS_ONLY}) == 30.0 * (
+            THREADS // 2
+        )
+    finally:
+        helpers.reset_default_metrics()
