@@ -33,7 +33,7 @@ from nova_streaming.drain import DrainReport, ShutdownDrain, shutdown_budget
 from nova_streaming.gc_pauses import GcPauseRecorder, freeze_startup_objects
 from nova_streaming.settings import Settings
 from nova_streaming.viewers.endpoint import ViewerFastPath
-from nova_streaming.viewers.protocol import LeanWebSocketProtocol
+from nova_streaming.viewers.protocol import viewer_ws_protocol
 from streaming_metrics import StreamingMetrics, start_metrics_server
 
 __all__ = [
@@ -81,7 +81,7 @@ def uvicorn_config(
         http="h11",
         host=settings.host,
         port=settings.port,
-        ws=LeanWebSocketProtocol,
+        ws=viewer_ws_protocol(),
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,
         ws_max_size=WS_MAX_MESSAGE_BYTES,
@@ -271,6 +271,10 @@ def _running() -> str:
         for task in asyncio.all_tasks()
         if task is not current and not task.done()
     ]
+    # Start-up objects were frozen out of the collector's view (the app's lifespan
+    # generator among them) and gc.get_objects() no longer lists them: put them back.
+    # The process is about to end; the next full pass walks them again, that is all.
+    gc.unfreeze()
     described += [
         f"async generator {_awaiting(obj)}"
         for obj in gc.get_objects()

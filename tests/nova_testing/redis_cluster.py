@@ -188,6 +188,25 @@ class RedisClusterServer:
             finally:
                 client.close()
 
+    @staticmethod
+    def wait_replicated(master: ClusterNodeProcess, within: float = 30.0) -> None:
+        """Wait until every replica of ``master`` has acknowledged all its writes (so a
+        kill loses none of them: replication is asynchronous)."""
+        deadline = time.monotonic() + within
+        client = master.client()
+        try:
+            while True:
+                info = client.info("replication")
+                offset = int(info.get("master_repl_offset", 0))
+                replicas = [v for k, v in info.items() if k.startswith("slave")]
+                if replicas and all(int(r["offset"]) >= offset for r in replicas):
+                    return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"replicas of {master.port} never caught up: {info}")
+                time.sleep(0.02)
+        finally:
+            client.close()
+
     def master_of(self, key: str) -> ClusterNodeProcess:
         """The node serving ``key``'s slot now (asked of any live node)."""
         for node in self.live_nodes():

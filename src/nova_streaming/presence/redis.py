@@ -18,6 +18,12 @@ of a key is its Redis Cluster hash tag, so every script touches one slot:
   counts can be removed without scanning.
 - The global count of a stream is the sum of its hash's fields whose instance is live
   (as of this replica's last heartbeat call): O(replicas watching the stream).
+- After an outage of this replica's own heartbeats (a failover of the ``{{p}}`` slot's
+  master, a Redis restart) every deadline may have lapsed, and each instance is back
+  only at its own next heartbeat. For a TTL after its heartbeats hold again, a replica
+  keeps counting the instances live before the outage and reaps no one: a live replica
+  back a moment later is never missing from the sum (above all from an end's final
+  count), and one that died in the outage leaves it a TTL after the outage.
 - A dead instance (deadline passed) is reaped by the replica that first takes its
   ``{p}:reaping:{<instance>}`` lease (SET NX, TTL): its fields are deleted (through its
   ``rstreams`` set), cleaners registered by the registry mark its streams interrupted,
@@ -64,7 +70,13 @@ __all__ = ["InstanceCleaner", "RedisPresence"]
 log = logging.getLogger(__name__)
 
 _BATCH = 500
-_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+# A write on a connection that a concurrent disconnect closed (redis-py's Cluster client
+# disconnects a node after a timeout or a failover, with commands in flight on it) fails
+# with RuntimeError on uvloop (the service's loop: "the handler is closed") or
+# AttributeError (the writer already dropped), not a ConnectionError (redis-py #4217).
+# redis-py drops that connection and the next call reconnects. Every use below wraps a
+# Redis call only, never our own code.
+_ERRORS = (RedisError, OSError, asyncio.TimeoutError, RuntimeError, AttributeError)
 
 InstanceCleaner = Callable[[str], Awaitable[None]]
 """``cleaner(instance)``: release what a dead instance held (the registry's streams)."""
@@ -160,12 +172,16 @@ class RedisPresence:
         self._dirty: set[str] = set()
         self._watched: dict[str, int] = {}
         self._live: frozenset[str] = frozenset()
+        # After an outage of our own heartbeats, the instances live before it, still
+        # counted (and not reaped) until ``_hold_until``: see _back_from_outage.
+        self._held: frozenset[str] = frozenset()
+        self._hold_until = float("-inf")
         self._ready = False
         self._resync = True
         self._earlier_cleared = False
         self._last_full = float("-inf")
-        # Since when this instance's own heartbeat has held (None: lapsed or failing).
-        self._connected_since: float | None = None
+        # Set when a sync fails: our heartbeats may be lapsing, and the others' with them.
+        self._cut_off = True
         self._client: RedisClient | None = None
         self._scripts: dict[str, Any] = {}
         self._handlers: list[Callable[[str], None]] = []
@@ -251,7 +267,10 @@ class RedisPresence:
         node on a Cluster; not a transaction) and return their results."""
         try:
             pipe = self._redis().pipeline(transaction=False)
-            fill(pipe)
+        except _ERRORS as exc:
+            raise self._fail(operation, exc) from exc
+        fill(pipe)  # queues only: our code, outside the handling of Redis failures
+        try:
             return await pipe.execute()
         except _ERRORS as exc:
             raise self._fail(operation, exc) from exc
@@ -385,12 +404,14 @@ class RedisPresence:
         """Read the other replicas' counts now; returns local + others per stream.
 
         An instance counts if it was live at this replica's last heartbeat *or* is live
-        now: after a Cluster failover longer than the TTL every deadline has lapsed, and
-        each instance is back at its own next heartbeat, so either view alone can miss
-        a live instance at the moment an end reads its final count."""
+        now *or* is held through this replica's own outage (see
+        :meth:`_back_from_outage`): after a Cluster failover longer than the TTL every
+        deadline has lapsed and each instance is back only at its own next heartbeat,
+        so the deadlines alone miss live instances at the moment an end reads its final
+        count."""
         ids = list(dict.fromkeys(stream_ids))
         now = await self.script(_LIVE, [self.global_key("replicas")], [], operation="read")
-        live = self._live | frozenset(str(r) for r in now)
+        live = self._counted() | frozenset(str(r) for r in now)
         others = await self._read_others(ids, operation="read", live=live)
         for s in ids:
             if s in self._local or s in self._watched:
@@ -416,7 +437,7 @@ class RedisPresence:
         self, ids: list[str], *, operation: str, live: frozenset[str] | None = None
     ) -> dict[str, int]:
         result: dict[str, int] = {}
-        live = self._live if live is None else live
+        live = self._counted() if live is None else live
         for i in range(0, len(ids), _BATCH):
             chunk = ids[i : i + _BATCH]
             hashes = await self.commands(
@@ -470,6 +491,27 @@ class RedisPresence:
         lapsed = prev == "" or float(prev) <= now or reaped > 0
         return lapsed, dead
 
+    def _back_from_outage(self, before: frozenset[str], now: float) -> None:
+        """Our heartbeats held again after failing or lapsing (a failover of the
+        heartbeats' master, a Redis restart): every deadline may have lapsed with ours,
+        and each instance is back only at its own next heartbeat, seconds apart. Until
+        then its deadline says "dead" though nothing says it died, so for a TTL the
+        instances live at our last heartbeat before the outage (``before``) keep
+        counting and nobody is reaped. One that really died in the outage leaves the
+        count a TTL after the outage (exact within the TTL after the fault)."""
+        if now >= self._hold_until:
+            self._held = frozenset()
+        self._held |= before
+        self._hold_until = now + self._settings.presence_ttl
+        self._cut_off = False
+
+    def _counted(self) -> frozenset[str]:
+        """The instances whose counts are in the sum: live at our last heartbeat, or
+        held through our own outage (for a TTL after it)."""
+        if self._held and self._clock() >= self._hold_until:
+            self._held = frozenset()
+        return self._live | self._held
+
     async def _clear_earlier_incarnations(self) -> None:
         """Reap every other instance of this replica id (a restart under the same id)."""
         members = await self.commands(
@@ -511,8 +553,11 @@ class RedisPresence:
     async def _sync_once(self) -> None:
         if not self._earlier_cleared:
             await self._clear_earlier_incarnations()
+        before = self._live
         lapsed, dead = await self._heartbeat()
         now = self._clock()
+        if lapsed or self._cut_off:
+            self._back_from_outage(before, now)
         full = self._resync or lapsed or now - self._last_full >= self._settings.presence_ttl
         streams = list(set(self._local) | self._dirty) if full else list(self._dirty)
         self._dirty.clear()
@@ -526,13 +571,10 @@ class RedisPresence:
             self._resync = False
         interest = list(set(self._local) | set(self._watched))
         self._others = await self._read_others(interest, operation="sync")
-        if lapsed or self._connected_since is None:
-            self._connected_since = now
-        if now - self._connected_since < self._settings.presence_ttl:
-            # Cut off ourselves until just now (a failover of the heartbeats' master
-            # lapses every instance at once): the others found dead may be as alive as
+        if now < self._hold_until:
+            # Cut off ourselves until just now: the others found dead may be as alive as
             # we are and back at their next heartbeat. Reap only after a TTL of our own
-            # heartbeats holding; their lapsed fields do not count meanwhile anyway.
+            # heartbeats holding.
             dead = []
         for instance in dead:
             # One reaper per dead instance: a lease (TTL) so that N replicas seeing it in
@@ -560,13 +602,14 @@ class RedisPresence:
             except PresenceUnavailable:
                 self._set_ready(False)
                 self._resync = True
-                self._connected_since = None
+                self._cut_off = True
                 delay = backoff
                 # Retry soon enough that counts converge within the TTL once Redis returns.
                 backoff = min(backoff * 2, max(self._interval, self._settings.presence_ttl / 4))
             except Exception:  # a bug must not stop syncing forever
                 log.exception("presence: sync failed unexpectedly")
                 self._resync = True
+                self._cut_off = True
                 delay = backoff
             else:
                 self._set_ready(True)

@@ -37,7 +37,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from uvicorn.server import ServerState
 from websockets.frames import Frame
 
-__all__ = ["KEEPALIVE_TICK", "KeepaliveWheel", "LeanWebSocketProtocol"]
+__all__ = ["KEEPALIVE_TICK", "KeepaliveWheel", "LeanWebSocketProtocol", "viewer_ws_protocol"]
 
 log = logging.getLogger(__name__)
 
@@ -278,3 +278,42 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         generators each). Nothing parses after the connection is lost."""
         super().connection_lost(exc)
         self.conn.parser.close()
+
+
+# The uvicorn methods LeanWebSocketProtocol overrides or calls: uvicorn's sans-I/O
+# protocol is internal API (keep-alive hooks since 0.4x; the service extra asks for
+# >= 0.52.1, whose flow-control and closing-handshake fixes the viewers rely on).
+_UVICORN_HOOKS = (
+    "start_keepalive",
+    "stop_keepalive",
+    "schedule_ping",
+    "send_keepalive_ping",
+    "handle_pong",
+    "keepalive_timeout",
+    "connection_lost",
+)
+
+
+def viewer_ws_protocol(
+    base: type = WebSocketsSansIOProtocol,
+) -> type[WebSocketsSansIOProtocol] | str:
+    """:class:`LeanWebSocketProtocol` when uvicorn's protocol has every hook it builds
+    on, else uvicorn's own ``"websockets-sansio"`` (a logged warning: viewers then cost
+    more memory and longer GC passes, but work), so an unknown uvicorn release degrades
+    instead of failing at the first ping.
+
+    Example::
+
+        >>> viewer_ws_protocol() is LeanWebSocketProtocol
+        True
+        >>> viewer_ws_protocol(object)
+        'websockets-sansio'
+    """
+    missing = [hook for hook in _UVICORN_HOOKS if not callable(getattr(base, hook, None))]
+    if not missing:
+        return LeanWebSocketProtocol
+    log.warning(
+        "uvicorn's websockets-sansio protocol lacks %s: running it unmodified",
+        ", ".join(missing),
+    )
+    return "websockets-sansio"

@@ -10,8 +10,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 from websockets.asyncio.client import ClientConnection, connect
 
+from nova_streaming.presence import PresenceUnavailable
+from nova_streaming.presence.redis import RedisPresence
+from nova_streaming.service_metrics import ServiceMetrics
+from nova_streaming.settings import Settings
 from nova_testing.redis_cluster import RedisClusterServer
 from streaming_metrics import definitions as d
 
@@ -115,3 +120,75 @@ async def test_master_failover_keeps_counts_exact_and_ends_once(
         assert replica.sample(d.ACTIVE_STREAMS.name, {"region": "test-1"}) == 0.0
     assert not await owner.service.registry.is_active(sid)
     assert await other.service.registry.end(sid) is False
+
+
+class ManualClock:
+    """A monotonic clock moved by hand (the presence engines' ``clock``): the TTL a
+    replica waits after its own outage cannot run out because the machine was slow."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def back(engine: RedisPresence) -> bool:
+    """One sync step of ``engine``, as its sync loop would retry it; True once it held."""
+    try:
+        await engine._sync_once()
+    except PresenceUnavailable:
+        return False
+    return True
+
+
+async def test_failover_of_the_heartbeats_master_keeps_every_live_replica_counted(
+    failover_cluster: RedisClusterServer,
+    make_settings: Callable[..., Settings],
+    new_stream_id: Callable[[], str],
+    wait: Wait,
+) -> None:
+    """The master of ``{nova}`` (every heartbeat) is SIGKILLed and stays down longer than
+    the TTL, so every replica's deadline lapses. Replica A is back first; B, alive, is
+    not yet. A's fresh read (what an end records as the final viewers) must still count
+    B's viewers. Before the fix it read 3 of 5: the chaos scenario's "150 of 300"."""
+    clock = ManualClock()
+    settings = {"presence": "redis", "redis_url": failover_cluster.url}
+    a = RedisPresence(make_settings(**settings), ServiceMetrics(CollectorRegistry()), clock=clock)
+    b = RedisPresence(make_settings(**settings), ServiceMetrics(CollectorRegistry()), clock=clock)
+    sid = new_stream_id()
+    try:
+        a.set_local(sid, 3)
+        b.set_local(sid, 2)
+        await a._sync_once()
+        await b._sync_once()
+        await a._sync_once()  # steady state: each has seen the other live
+        assert (await a.refresh([sid]))[sid] == 5
+        victim = failover_cluster.master_of(a.global_key("replicas"))
+        failover_cluster.wait_replicated(victim)  # the kill loses no write of theirs
+        victim.kill()
+        await back(a)  # A's heartbeat fails: an outage of A's own too
+        key = a.global_key("replicas")
+        await wait(lambda: promoted(failover_cluster, key, victim), within=60, what="promotion")
+
+        async def lapsed() -> bool:
+            """Neither deadline is in the future any more (Redis's clock)."""
+            try:
+                return not (
+                    await a.instance_alive(a.instance_id) or await a.instance_alive(b.instance_id)
+                )
+            except PresenceUnavailable:
+                return False  # A's client has not found the promoted master yet
+
+        await wait(lapsed, within=30, what="every deadline lapsed through the outage")
+        await wait(lambda: back(a), within=30, what="A's first sync after the failover")
+        assert not await a.instance_alive(b.instance_id)  # B is not back yet
+        assert (await a.refresh([sid]))[sid] == 5  # the final count an end would record
+        assert a.global_count(sid) == 5
+        await wait(lambda: back(b), within=30, what="B's first sync after the failover")
+        await back(a)
+        assert (await a.refresh([sid]))[sid] == 5
+        assert (await b.refresh([sid]))[sid] == 5
+    finally:
+        for e in (a, b):
+            await e.stop()

@@ -19,9 +19,24 @@ from nova_streaming.settings import Settings
 from nova_testing.redis_server import RedisServer
 
 
-def engine(make_settings: Callable[..., Settings], url: str) -> RedisPresence:
+def engine(
+    make_settings: Callable[..., Settings], url: str, clock: Callable[[], float] | None = None
+) -> RedisPresence:
     settings = make_settings(presence="redis", redis_url=url)
-    return RedisPresence(settings, ServiceMetrics(CollectorRegistry()))
+    if clock is None:
+        return RedisPresence(settings, ServiceMetrics(CollectorRegistry()))
+    return RedisPresence(settings, ServiceMetrics(CollectorRegistry()), clock=clock)
+
+
+class Clock:
+    """The engines' monotonic clock, moved by hand: a TTL passes only when a step says
+    so, never because the machine was slow between two steps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 async def test_reap_of_an_instance_back_from_the_dead_keeps_its_counts(
@@ -115,3 +130,76 @@ async def test_replica_back_from_a_shared_outage_does_not_reap_the_others(
         client.close()
         for e in (a, b):
             await e.stop()
+
+
+async def test_first_replica_back_from_a_shared_outage_still_counts_the_others(
+    redis_server: RedisServer,
+    make_settings: Callable[..., Settings],
+    new_stream_id: Callable[[], str],
+) -> None:
+    """Every deadline lapsed at once (the heartbeats' master failed over). A is back
+    first; B, alive, is back a moment later. In between, A's reads (an end's final count
+    above all) still count B's viewers: B was live when A's heartbeats last held, and
+    nothing since says it died. This window recorded half the final viewers in the chaos
+    scenario ``cluster_failover`` (failed before the fix: 3 instead of 5)."""
+    clock = Clock()
+    a = engine(make_settings, redis_server.url, clock)
+    b = engine(make_settings, redis_server.url, clock)
+    sid = new_stream_id()
+    client = redis_server.client()
+    try:
+        a.set_local(sid, 3)
+        b.set_local(sid, 2)
+        await a._sync_once()
+        await b._sync_once()
+        await a._sync_once()  # steady state: each has seen the other live
+        replicas = a.global_key("replicas")
+        client.zadd(replicas, {a.instance_id: 1, b.instance_id: 1})
+        clock.now += 0.5
+        await a._sync_once()  # A is back first: B's deadline has lapsed too
+        assert (await a.refresh([sid]))[sid] == 5  # what an end would record
+        assert a.global_count(sid) == 5  # what A's API and its viewers see
+        await b._sync_once()  # B is back
+        await a._sync_once()
+        assert (await a.refresh([sid]))[sid] == 5
+        assert (await b.refresh([sid]))[sid] == 5
+    finally:
+        client.close()
+        for e in (a, b):
+            await e.stop()
+
+
+async def test_replica_dead_through_a_shared_outage_leaves_the_count_a_ttl_after_it(
+    redis_server: RedisServer,
+    make_settings: Callable[..., Settings],
+    new_stream_id: Callable[[], str],
+) -> None:
+    """The other side of the rule above: B really died during the outage. A counts it
+    for at most a TTL after A's heartbeats hold again, then B's viewers leave the count
+    and A reaps it."""
+    clock = Clock()
+    a = engine(make_settings, redis_server.url, clock)
+    b = engine(make_settings, redis_server.url, clock)
+    sid = new_stream_id()
+    client = redis_server.client()
+    try:
+        a.set_local(sid, 3)
+        b.set_local(sid, 2)
+        await a._sync_once()
+        await b._sync_once()
+        await a._sync_once()
+        client.zadd(a.global_key("replicas"), {a.instance_id: 1, b.instance_id: 1})
+        clock.now += a.settings.presence_ttl  # the outage, as long as a TTL
+        await a._sync_once()
+        assert a.global_count(sid) == 5
+        clock.now += a.settings.presence_ttl  # B never came back
+        await a._sync_once()
+        assert a.global_count(sid) == 3
+        assert (await a.refresh([sid]))[sid] == 3
+        assert client.hget(a.stream_key("presence", sid), b.instance_id) is None  # reaped
+        assert client.zscore(a.global_key("replicas"), b.instance_id) is None
+    finally:
+        client.close()
+        await a.stop()
+        if b._client is not None:  # B "died": it withdraws nothing, as a crash would not
+            await b._client.aclose()
