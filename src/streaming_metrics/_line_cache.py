@@ -34,6 +34,8 @@ from typing import Final, Protocol, cast
 
 from prometheus_client.utils import floatToGoString
 
+from streaming_metrics._handoff import pause_point
+
 # prometheus_client's formatter is untyped; its signature, stated once.
 _go_float: Final[Callable[[float], str]] = floatToGoString
 
@@ -135,6 +137,9 @@ class LineCache:
         previous = cache.chunks
         plan: list[_Chunk] = []
         for index, start in enumerate(range(0, len(values), size)):
+            if index % 8 == 7:
+                # Comparing 50 chunks of 50k rows is a few ms: let a render hand off.
+                pause_point()
             stop = start + size
             # Tuples of str: the garbage collector untracks them, so the chunks kept
             # for the next render add nothing to its collections.
