@@ -22,6 +22,7 @@ from streaming_metrics._handoff import pause_point
 from streaming_metrics._line_cache import LineCache
 from streaming_metrics._stream import StreamRecord
 
+_S = TypeVar("_S")
 _T = TypeVar("_T")
 
 
@@ -142,15 +143,21 @@ class _StreamFamily(Metric):
         return None if chunks is None else (chunk.decode() for chunk in chunks)
 
 
-# Column reads over all records: each is one ``list(map(...))`` call that runs in C
-# without executing Python code, so no other thread runs in between and the column is
-# a snapshot of one instant (the scrape reads records without their lock; each field
-# is replaced whole). It is also several times faster than a Python loop. Between
-# such reads a builder calls pause_point(), so a render can hand the GIL over (a read
-# of 50k records is a millisecond or two); only the value column must be one read,
-# stream ids never change.
+# Column reads over all records run in C (``map`` over an ``attrgetter``), several times
+# faster than a Python loop, in slices of _SLICE records with a pause_point() between
+# (streaming_metrics._handoff), so a render can hand the GIL over: a whole column of 50k
+# records is 1.5-4 ms of uninterrupted work here (allocation and cache misses grow
+# faster than the count), longer than the 5 ms worst event-loop tick allows once a
+# switch interval is added. Each value is read whole (fields are replaced, never
+# mutated in place), so every sample is a value its series had during the scrape; a
+# family is not one instant across slices, as prometheus_client's own collectors are
+# not (each child is read on its own while writers run).
 _SID = attrgetter("stream_id")
-_CONNECTIONS = attrgetter("connections")
+# Not the `connections` property: a property runs Python code per record (slower, and
+# the GIL may change hands mid-column); the length of each record's viewer list is
+# the same number read in C.
+_VIEWERS = attrgetter("viewers")
+
 _PEAK = attrgetter("peak")
 _BITRATES = attrgetter("bitrates")
 _INFO = attrgetter("info")
@@ -165,19 +172,43 @@ _KIND = itemgetter(1)
 # Lag values are computed in Python, window by window; between slices of this many
 # windows the render may hand the GIL over (streaming_metrics._handoff).
 _LAG_SLICE = 1_000
-# Stream ids are read in slices of this many records (about a quarter of a millisecond).
-_SID_SLICE = 5_000
+# Columns are read in slices of this many records (about a quarter of a millisecond).
+_SLICE = 5_000
+
+
+def _column(get: Callable[[_S], _T], rows: list[_S]) -> list[_T]:
+    """``get`` of every row, read in C slice by slice with pauses between."""
+    column: list[_T] = []
+    for start in range(0, len(rows), _SLICE):
+        pause_point()
+        column.extend(map(get, rows[start : start + _SLICE]))
+    pause_point()
+    return column
 
 
 def _sids(records: list[StreamRecord]) -> list[str]:
-    """The stream id column, read in slices with pauses between (a stream's id never
-    changes, so unlike a value column it needs no single read)."""
-    sids: list[str] = []
-    for start in range(0, len(records), _SID_SLICE):
+    """The stream id column."""
+    return _column(_SID, records)
+
+
+def _floats(values: list[int]) -> list[float]:
+    """``values`` as floats (what the line cache formats), slice by slice."""
+    floats: list[float] = []
+    for start in range(0, len(values), _SLICE):
         pause_point()
-        sids.extend(map(_SID, records[start : start + _SID_SLICE]))
+        floats.extend(map(float, values[start : start + _SLICE]))
     pause_point()
-    return sids
+    return floats
+
+
+def _lengths(lists: list[list[None]]) -> list[float]:
+    """The length of each list, as a float, slice by slice."""
+    floats: list[float] = []
+    for start in range(0, len(lists), _SLICE):
+        pause_point()
+        floats.extend(map(float, map(len, lists[start : start + _SLICE])))
+    pause_point()
+    return floats
 
 
 def _present(sids: list[str], values: list[_T | None]) -> tuple[list[str], list[_T]]:
@@ -192,46 +223,52 @@ def _present(sids: list[str], values: list[_T | None]) -> tuple[list[str], list[
 
 
 def _connections(records: list[StreamRecord]) -> _StreamFamily:
-    connections = list(map(_CONNECTIONS, records))
+    # The length of each viewer list, read after the lists: a list changes in place, so
+    # each count is the one it had at that read.
+    values = _lengths(_column(_VIEWERS, records))
     sids = _sids(records)
-    return _StreamFamily(d.WEBSOCKET_CONNECTIONS, (sids,), list(map(float, connections)))
+    return _StreamFamily(d.WEBSOCKET_CONNECTIONS, (sids,), values)
 
 
 def _peaks(records: list[StreamRecord]) -> _StreamFamily:
-    peaks = list(map(_PEAK, records))
+    peaks = _column(_PEAK, records)
     sids, values = _present(_sids(records), peaks)
     return _StreamFamily(d.PEAK_VIEWERS, (sids,), values)
 
 
 def _bitrates(records: list[StreamRecord]) -> _StreamFamily:
-    rates = list(map(_BITRATES, records))
+    rates = _column(_BITRATES, records)
     all_sids = _sids(records)
     sids: list[str] = []
     qualities: list[str] = []
     values: list[float] = []
     # Only streams with a bitrate (a non-empty dict, replaced whole on write) cost a
     # Python step.
-    for sid, by_quality in compress(zip(all_sids, rates, strict=True), rates):
-        for quality, rate in by_quality.items():
-            sids.append(sid)
-            qualities.append(quality)
-            values.append(rate)
+    for start in range(0, len(rates), _SLICE):
+        part = rates[start : start + _SLICE]
+        rows = zip(all_sids[start : start + _SLICE], part, strict=True)
+        for sid, by_quality in compress(rows, part):
+            for quality, rate in by_quality.items():
+                sids.append(sid)
+                qualities.append(quality)
+                values.append(rate)
+        pause_point()
     return _StreamFamily(d.QUALITY_BITRATE_KBPS, (sids, qualities), values)
 
 
 def _infos(records: list[StreamRecord]) -> _StreamFamily:
-    infos = list(map(_INFO, records))
+    infos = _column(_INFO, records)
     sids, started = _present(_sids(records), infos)
     pause_point()
-    regions = list(map(_REGION, started))
+    regions = _column(_REGION, started)
     pause_point()
-    kinds = list(map(_KIND, started))
+    kinds = _column(_KIND, started)
     pause_point()
     return _StreamFamily(d.STREAM_INFO, (sids, regions, kinds), [1.0] * len(sids))
 
 
 def _lags(records: list[StreamRecord], now: float) -> _StreamFamily:
-    sids, windows = _present(_sids(records), list(map(_LAG, records)))
+    sids, windows = _present(_sids(records), _column(_LAG, records))
     pause_point()
     second = int(now)
     value = methodcaller("value", now)
@@ -260,9 +297,10 @@ def _lags(records: list[StreamRecord], now: float) -> _StreamFamily:
 
 
 def _drops(records: list[StreamRecord]) -> _StreamFamily:
-    drops = list(map(_DROPS, records))
+    drops = _column(_DROPS, records)
     sids, counts = _present(_sids(records), drops)
-    values = list(map(float, counts))
+    pause_point()
+    values = _floats(counts)
     pause_point()
     return _StreamFamily(d.STREAM_FRAME_DROPS, (sids,), values)
 

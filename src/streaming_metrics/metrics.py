@@ -32,6 +32,7 @@ import time
 from bisect import bisect_left as _bisect
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from operator import attrgetter
 from typing import Final
 from uuid import UUID
 
@@ -71,6 +72,9 @@ _wall: Final = time.time
 # Longest caller value quoted in a rejection log line: enough to recognise it, not
 # enough to flood the log or carry a payload.
 _LOG_VALUE_CHARS: Final = 80
+
+
+_TRACKED = attrgetter("tracked")
 
 
 class StreamingMetrics:
@@ -929,7 +933,9 @@ class StreamingMetrics:
             now = self._clock()
             self._expire(now)
             regions = list(self._active_by_region.items())
-            records = [rec for rec in self._streams.values() if rec.tracked]
+            # One C-level pass (filter + attrgetter): about half the time of a
+            # comprehension, spent holding the lock and the GIL.
+            records = list(filter(_TRACKED, self._streams.values()))
             tracked = self._tracked
         # Read outside the lock: each field is replaced whole, never mutated in place.
         active = GaugeMetricFamily(
