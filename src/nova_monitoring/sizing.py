@@ -9,7 +9,7 @@ Example::
 
     >>> from nova_monitoring.deploy_options import DeployOptions
     >>> service_resources(DeployOptions())["requests"]
-    {'cpu': '880m', 'memory': '431Mi'}
+    {'cpu': '900m', 'memory': '431Mi'}
 """
 
 from __future__ import annotations
@@ -33,7 +33,10 @@ __all__ = [
 ]
 
 VIEWER_KIB = 20.0
-"""Resident memory per idle viewer: measured 19.1 KiB at 10,000 and 19.5 KiB at 19,900 viewers."""
+"""Resident memory per idle viewer: measured 9.7 KiB at 10,000 and 10.1 KiB at 19,900
+viewers with the lean WebSocket protocol; kept at what uvicorn's own protocol costs
+(19.1-19.5 KiB), which the service falls back to on a uvicorn without the hooks the
+lean one needs (``nova_streaming.viewers.protocol.viewer_ws_protocol``)."""
 
 IDLE_SERVICE_MIB = 40.0
 """Resident memory of a started service with one stream and no viewer: measured 34.8 MiB."""
@@ -42,9 +45,10 @@ MEMORY_LIMIT_FACTOR = 1.5
 """Limit over request: room for what the viewer benchmark does not load (scrape renders
 at the cardinality cap, per-stream state, allocator fragmentation)."""
 
-RECEIVER_CPU_MS_PER_STREAM = 1.5
-"""Service CPU per second of one 2.5 Mbit/s stream relayed by nginx: measured 1.02-1.06 ms
-on uvloop and 1.15 ms on asyncio's own loop (the fallback when uvloop is missing)."""
+RECEIVER_CPU_MS_PER_STREAM = 2.0
+"""Service CPU per second of one 2.5 Mbit/s stream relayed by nginx: measured 1.22-1.67 ms
+on uvloop (20-100 streams; 0.90-1.17 ms in an earlier run) and 1.51 ms on asyncio's own
+loop (the fallback when uvloop is missing)."""
 
 BROADCAST_CPU_MS_PER_VIEWER = 0.04
 """Service CPU to send one viewer-count update to one viewer: measured 216.2 ms for
