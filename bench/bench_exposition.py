@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import http.client
+import json
 import logging
 import random
 import socket
 import statistics
-import threading
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -25,6 +25,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest, make_asgi_app
 
 from bench import Context, Section, Table, Target
+from bench._procs import ROOT
 from bench._report import fmt_bytes, fmt_ms, fmt_ratio
 from bench._timing import time_calls
 
@@ -98,10 +99,11 @@ How long the event loop that serves viewers is blocked while Prometheus scrapes.
 ticker coroutine sleeps {TICK_S * 1000:g} ms in a loop and records how late each tick
 wakes up (gap between ticks minus the {TICK_S * 1000:g} ms sleep): the stall. It shares
 the loop with uvicorn (h11, in-process, loopback socket on a free port) serving the
-app, while a client thread (`http.client`, keep-alive, the Prometheus headers above,
-body read but not decoded) scrapes `/metrics` back to back (after one untimed scrape
-of the library's app, as a running service has had: the first scrape of a new app
-formats every series' label prefix once). **Baseline: the same
+app, while a client in its own process, as Prometheus is (`bench/_scrape_client.py`:
+`http.client`, keep-alive, the Prometheus headers above, body read but not decoded;
+started and connected before the measured window) scrapes `/metrics` back to back
+(after one untimed scrape of the library's app, as a running service has had: the
+first scrape of a new app formats every series' label prefix once). **Baseline: the same
 ticker and idle server with no scrape**, in the same run. Compared:
 `streaming_metrics.metrics_app` (renders on a worker thread) and, for contrast,
 prometheus_client's `make_asgi_app`, which renders on the loop. A worker thread still
@@ -404,31 +406,6 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return ordered[index]
 
 
-def _scraper(
-    port: int,
-    scrapes: int,
-    errors: list[str],
-    durations: list[float],
-    done: Callable[[], object],
-) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        for _ in range(scrapes):
-            start = time.perf_counter()
-            conn.request("GET", "/metrics", headers=dict(PROMETHEUS_HEADERS))
-            response = conn.getresponse()
-            response.read()
-            durations.append(time.perf_counter() - start)
-            if response.status != 200:
-                errors.append(f"/metrics answered {response.status}")
-                return
-    except Exception as exc:
-        errors.append(f"{type(exc).__name__}: {exc}")
-    finally:
-        conn.close()
-        done()
-
-
 async def _stall_scenario(app: App, scrapes: int, idle_seconds: float) -> StallStats:
     """Serve ``app`` with uvicorn on this loop beside a 1 ms ticker while a thread scrapes.
 
@@ -476,28 +453,40 @@ async def _stall_scenario(app: App, scrapes: int, idle_seconds: float) -> StallS
             if serving.done() or time.monotonic() > deadline:
                 raise RuntimeError("uvicorn did not start")
             await asyncio.sleep(0.01)
+        scraper = None
+        if scrapes:
+            # Prometheus is another process: so is the scraper, started (a fork of
+            # this big process) and connected before the measured window opens.
+            scraper = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bench._scrape_client",
+                str(port),
+                str(scrapes),
+                json.dumps(dict(PROMETHEUS_HEADERS)),
+                cwd=ROOT,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            assert scraper.stdin is not None and scraper.stdout is not None
+            hello = json.loads(await scraper.stdout.readline() or b"{}")
+            if not hello.get("ready"):
+                raise RuntimeError(f"scraper did not start: {hello}")
         ticking = asyncio.create_task(ticker())
         await asyncio.sleep(0.05)  # settle, then measure only what follows
         gaps.clear()
         gc_pauses.clear()
         start = time.perf_counter()
-        if scrapes:
-            loop = asyncio.get_running_loop()
-            finished = asyncio.Event()
-            thread = threading.Thread(
-                target=_scraper,
-                args=(
-                    port,
-                    scrapes,
-                    errors,
-                    durations,
-                    lambda: loop.call_soon_threadsafe(finished.set),
-                ),
-                daemon=True,
-            )
-            thread.start()
-            await finished.wait()
-            thread.join()
+        if scraper is not None:
+            assert scraper.stdin is not None and scraper.stdout is not None
+            scraper.stdin.write(b"go\n")
+            await scraper.stdin.drain()
+            result = json.loads(await scraper.stdout.readline() or b'{"error": "no answer"}')
+            await scraper.wait()
+            if "error" in result:
+                errors.append(str(result["error"]))
+            else:
+                durations.extend(float(d) for d in result["durations"])
         else:
             await asyncio.sleep(idle_seconds)
         elapsed = time.perf_counter() - start
