@@ -186,8 +186,9 @@ def _column(get: Callable[[_S], _T], rows: list[_S]) -> list[_T]:
     return column
 
 
-def _sids(records: list[StreamRecord]) -> list[str]:
-    """The stream id column."""
+def stream_ids(records: list[StreamRecord]) -> list[str]:
+    """The stream id column, read once per scrape and shared by every per-stream family
+    (a stream's id never changes; each family filters it by its own value column)."""
     return _column(_SID, records)
 
 
@@ -222,23 +223,21 @@ def _present(sids: list[str], values: list[_T | None]) -> tuple[list[str], list[
     return kept_sids, cast(list[_T], list(compress(values, keep)))
 
 
-def _connections(records: list[StreamRecord]) -> _StreamFamily:
+def _connections(records: list[StreamRecord], sids: list[str]) -> _StreamFamily:
     # The length of each viewer list, read after the lists: a list changes in place, so
     # each count is the one it had at that read.
     values = _lengths(_column(_VIEWERS, records))
-    sids = _sids(records)
     return _StreamFamily(d.WEBSOCKET_CONNECTIONS, (sids,), values)
 
 
-def _peaks(records: list[StreamRecord]) -> _StreamFamily:
+def _peaks(records: list[StreamRecord], all_sids: list[str]) -> _StreamFamily:
     peaks = _column(_PEAK, records)
-    sids, values = _present(_sids(records), peaks)
+    sids, values = _present(all_sids, peaks)
     return _StreamFamily(d.PEAK_VIEWERS, (sids,), values)
 
 
-def _bitrates(records: list[StreamRecord]) -> _StreamFamily:
+def _bitrates(records: list[StreamRecord], all_sids: list[str]) -> _StreamFamily:
     rates = _column(_BITRATES, records)
-    all_sids = _sids(records)
     sids: list[str] = []
     qualities: list[str] = []
     values: list[float] = []
@@ -256,9 +255,9 @@ def _bitrates(records: list[StreamRecord]) -> _StreamFamily:
     return _StreamFamily(d.QUALITY_BITRATE_KBPS, (sids, qualities), values)
 
 
-def _infos(records: list[StreamRecord]) -> _StreamFamily:
+def _infos(records: list[StreamRecord], all_sids: list[str]) -> _StreamFamily:
     infos = _column(_INFO, records)
-    sids, started = _present(_sids(records), infos)
+    sids, started = _present(all_sids, infos)
     pause_point()
     regions = _column(_REGION, started)
     pause_point()
@@ -267,8 +266,8 @@ def _infos(records: list[StreamRecord]) -> _StreamFamily:
     return _StreamFamily(d.STREAM_INFO, (sids, regions, kinds), [1.0] * len(sids))
 
 
-def _lags(records: list[StreamRecord], now: float) -> _StreamFamily:
-    sids, windows = _present(_sids(records), _column(_LAG, records))
+def _lags(records: list[StreamRecord], all_sids: list[str], now: float) -> _StreamFamily:
+    sids, windows = _present(all_sids, _column(_LAG, records))
     pause_point()
     second = int(now)
     value = methodcaller("value", now)
@@ -296,9 +295,9 @@ def _lags(records: list[StreamRecord], now: float) -> _StreamFamily:
     return _StreamFamily(d.STREAM_INGEST_LAG_SECONDS, (sids,), values)
 
 
-def _drops(records: list[StreamRecord]) -> _StreamFamily:
+def _drops(records: list[StreamRecord], all_sids: list[str]) -> _StreamFamily:
     drops = _column(_DROPS, records)
-    sids, counts = _present(_sids(records), drops)
+    sids, counts = _present(all_sids, drops)
     pause_point()
     values = _floats(counts)
     pause_point()

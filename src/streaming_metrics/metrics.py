@@ -50,6 +50,7 @@ from streaming_metrics._collector import (
     _lags,
     _peaks,
     _StreamCollector,
+    stream_ids,
 )
 from streaming_metrics._histogram import HistogramSeries, Shard, ShardedHistogram
 from streaming_metrics._lag import CLOCK_EVERY, LagWindow
@@ -948,12 +949,13 @@ class StreamingMetrics:
         # one once it has encoded it. Freeing a family is one uninterruptible burst of
         # deallocations (its samples); freeing all of them together at the end would
         # hold the GIL several times as long and stall other threads (an event loop).
-        yield _connections(records)
-        yield _peaks(records)
-        yield _bitrates(records)
-        yield _infos(records)
-        yield _lags(records, now)
-        yield _drops(records)
+        sids = stream_ids(records)
+        yield _connections(records, sids)
+        yield _peaks(records, sids)
+        yield _bitrates(records, sids)
+        yield _infos(records, sids)
+        yield _lags(records, sids, now)
+        yield _drops(records, sids)
         yield GaugeMetricFamily(
             d.TRACKED_STREAMS.name, d.TRACKED_STREAMS.help, value=float(tracked)
         )

@@ -54,7 +54,7 @@ def test_lags_equal_value_of_every_window(monkeypatch: pytest.MonkeyPatch, slice
     assert {sid.split("-")[0] for sid in expected} == {"current", "stale"}
     pauses: list[int] = []
     with pausing(lambda: pauses.append(1)):
-        family = _collector._lags(records, NOW)
+        family = _collector._lags(records, _collector.stream_ids(records), NOW)
     got = dict(zip(family.columns[0], family.values, strict=True))
     assert got == expected
     assert list(got) == list(expected)  # record order kept
