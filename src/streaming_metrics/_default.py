@@ -10,6 +10,7 @@ takes the path that creates it.
 from __future__ import annotations
 
 import threading
+from uuid import UUID
 
 from streaming_metrics._histogram import Shard
 from streaming_metrics._stream import StreamRecord
@@ -20,7 +21,7 @@ _instance: StreamingMetrics | None = None
 # The default instance's quality -> latency shard and stream id -> record (its own
 # dicts, not copies: they follow its changes).
 _latency_shards: dict[str, Shard] = {}
-_streams: dict[str, StreamRecord] = {}
+_streams: dict[str | UUID, StreamRecord] = {}
 
 
 def _install(metrics: StreamingMetrics | None) -> StreamingMetrics | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+from typing import TypeGuard
 from uuid import UUID
 
 from streaming_metrics import definitions as d
@@ -29,7 +30,7 @@ def clean_stream_id(value: object) -> str | None:
     return None
 
 
-def is_label_value(value: object) -> bool:
+def is_label_value(value: object) -> TypeGuard[str]:
     """True when ``value`` is a str fully matching ``definitions.LABEL_VALUE_PATTERN``."""
     return isinstance(value, str) and d.LABEL_VALUE_PATTERN.fullmatch(value) is not None
 

@@ -81,7 +81,7 @@ def record_websocket_connection(stream_id: str | UUID) -> None:
     # them with the instance): one Python call. A call racing with set_default_metrics
     # lands in either instance.
     try:
-        rec = _default._streams[stream_id]  # type: ignore[index]
+        rec = _default._streams[stream_id]
     except (KeyError, TypeError):
         (_default._instance or default_metrics()).record_websocket_connection(stream_id)
         return
@@ -94,7 +94,7 @@ def record_websocket_disconnection(stream_id: str | UUID) -> None:
     """See :meth:`StreamingMetrics.record_websocket_disconnection`."""
     # Inlined like record_websocket_connection.
     try:
-        rec = _default._streams[stream_id]  # type: ignore[index]
+        rec = _default._streams[stream_id]
     except (KeyError, TypeError):
         (_default._instance or default_metrics()).record_websocket_disconnection(stream_id)
         return

@@ -192,7 +192,9 @@ class StreamingMetrics:
         # One lock for every state change; prometheus_client's own locks nest inside it
         # and never call back, so there is no lock-order cycle.
         self._lock = threading.Lock()
-        self._streams: dict[str, StreamRecord] = {}
+        # Keyed by the canonical str id; the fast paths look up what the caller passed,
+        # and a UUID (or anything else) misses and takes the validating slow path.
+        self._streams: dict[str | UUID, StreamRecord] = {}
         # The lag windows of started, tracked streams by id (also rec.lag): the frame
         # path finds a stream's window with one lookup.
         self._windows: dict[str, LagWindow] = {}
@@ -504,7 +506,7 @@ class StreamingMetrics:
         # (removal always follows a linger) gets the connection right in
         # _connected_late, so a connection is never lost to a concurrent end or expiry.
         try:
-            rec = self._streams[stream_id]  # type: ignore[index]
+            rec = self._streams[stream_id]
         except (KeyError, TypeError):
             self._connect_slow(stream_id)
             return
@@ -523,7 +525,7 @@ class StreamingMetrics:
         # that reaches 0 takes the lock (to start its linger). The disconnection applies
         # to the record found by the lookup.
         try:
-            rec = self._streams[stream_id]  # type: ignore[index]
+            rec = self._streams[stream_id]
         except (KeyError, TypeError):
             sid = clean_stream_id(stream_id)
             if sid is None:
@@ -779,7 +781,7 @@ class StreamingMetrics:
         if isinstance(amount, str):
             self._reject(amount, "record_rtmp_frame_latency", seconds)
             return
-        series = self._latency_children.get(quality)  # type: ignore[call-overload]
+        series = self._latency_children.get(quality)
         if series is None:
             series = self._latency_children[d.OTHER]
         if stream_id is None:
