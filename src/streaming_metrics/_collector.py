@@ -192,26 +192,6 @@ def stream_ids(records: list[StreamRecord]) -> list[str]:
     return _column(_SID, records)
 
 
-def _floats(values: list[int]) -> list[float]:
-    """``values`` as floats (what the line cache formats), slice by slice."""
-    floats: list[float] = []
-    for start in range(0, len(values), _SLICE):
-        pause_point()
-        floats.extend(map(float, values[start : start + _SLICE]))
-    pause_point()
-    return floats
-
-
-def _lengths(lists: list[list[None]]) -> list[float]:
-    """The length of each list, as a float, slice by slice."""
-    floats: list[float] = []
-    for start in range(0, len(lists), _SLICE):
-        pause_point()
-        floats.extend(map(float, map(len, lists[start : start + _SLICE])))
-    pause_point()
-    return floats
-
-
 def _present(sids: list[str], values: list[_T | None]) -> tuple[list[str], list[_T]]:
     """The rows whose value is not None, with their stream ids (C-level filtering)."""
     if None not in values:
@@ -226,7 +206,7 @@ def _present(sids: list[str], values: list[_T | None]) -> tuple[list[str], list[
 def _connections(records: list[StreamRecord], sids: list[str]) -> _StreamFamily:
     # The length of each viewer list, read after the lists: a list changes in place, so
     # each count is the one it had at that read.
-    values = _lengths(_column(_VIEWERS, records))
+    values = _column(float, _column(len, _column(_VIEWERS, records)))
     return _StreamFamily(d.WEBSOCKET_CONNECTIONS, (sids,), values)
 
 
@@ -258,11 +238,9 @@ def _bitrates(records: list[StreamRecord], all_sids: list[str]) -> _StreamFamily
 def _infos(records: list[StreamRecord], all_sids: list[str]) -> _StreamFamily:
     infos = _column(_INFO, records)
     sids, started = _present(all_sids, infos)
-    pause_point()
+    # _column pauses before and after each slice: no pause_point() of its own needed.
     regions = _column(_REGION, started)
-    pause_point()
     kinds = _column(_KIND, started)
-    pause_point()
     return _StreamFamily(d.STREAM_INFO, (sids, regions, kinds), [1.0] * len(sids))
 
 
@@ -298,10 +276,7 @@ def _lags(records: list[StreamRecord], all_sids: list[str], now: float) -> _Stre
 def _drops(records: list[StreamRecord], all_sids: list[str]) -> _StreamFamily:
     drops = _column(_DROPS, records)
     sids, counts = _present(all_sids, drops)
-    pause_point()
-    values = _floats(counts)
-    pause_point()
-    return _StreamFamily(d.STREAM_FRAME_DROPS, (sids,), values)
+    return _StreamFamily(d.STREAM_FRAME_DROPS, (sids,), _column(float, counts))
 
 
 def _family(definition: d.MetricDefinition) -> Metric:
