@@ -9,8 +9,10 @@ real Redis, so it happens every run, not in half of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 
+import redis
 from prometheus_client import CollectorRegistry
 
 from nova_streaming.presence.redis import RedisPresence
@@ -39,6 +41,36 @@ class Clock:
         return self.now
 
 
+@contextlib.asynccontextmanager
+async def two_replicas(
+    make_settings: Callable[..., Settings],
+    server: RedisServer,
+    sid: str,
+    clock: Callable[[], float] | None = None,
+    *,
+    b_crashes: bool = False,
+) -> AsyncIterator[tuple[RedisPresence, RedisPresence, redis.Redis]]:
+    """A with 3 viewers of ``sid``, B with 2, each synced once, and a plain client of
+    the server. At the end both withdraw, unless ``b_crashes``: a crashed B withdraws
+    nothing, its connection is only closed."""
+    a = engine(make_settings, server.url, clock)
+    b = engine(make_settings, server.url, clock)
+    client = server.client()
+    try:
+        a.set_local(sid, 3)
+        b.set_local(sid, 2)
+        await a._sync_once()
+        await b._sync_once()
+        yield a, b, client
+    finally:
+        client.close()
+        await a.stop()
+        if not b_crashes:
+            await b.stop()
+        elif b._client is not None:
+            await b._client.aclose()
+
+
 async def test_reap_of_an_instance_back_from_the_dead_keeps_its_counts(
     redis_server: RedisServer,
     make_settings: Callable[..., Settings],
@@ -46,15 +78,8 @@ async def test_reap_of_an_instance_back_from_the_dead_keeps_its_counts(
 ) -> None:
     """A sees B dead, B comes back (lapsed: full rewrite), then A's reap of B runs: the
     end's fresh read on A still counts B's viewers, and B's next sync leaves them there."""
-    a = engine(make_settings, redis_server.url)
-    b = engine(make_settings, redis_server.url)
     sid = new_stream_id()
-    client = redis_server.client()
-    try:
-        a.set_local(sid, 3)
-        b.set_local(sid, 2)
-        await a._sync_once()
-        await b._sync_once()
+    async with two_replicas(make_settings, redis_server, sid) as (a, b, client):
         assert (await a.refresh([sid]))[sid] == 5
         # The failover: B's deadline passes with no heartbeat getting through.
         client.zadd(a.global_key("replicas"), {b.instance_id: 1})
@@ -68,10 +93,6 @@ async def test_reap_of_an_instance_back_from_the_dead_keeps_its_counts(
         await a._sync_once()
         assert (await a.refresh([sid]))[sid] == 5
         assert a.global_count(sid) == 5
-    finally:
-        client.close()
-        for e in (a, b):
-            await e.stop()
 
 
 async def test_instance_back_during_its_reap_rewrites_its_counts(
@@ -81,25 +102,14 @@ async def test_instance_back_during_its_reap_rewrites_its_counts(
 ) -> None:
     """B comes back while A's reap is deleting its counts (after A checked it dead): the
     reap marks it, and B's next heartbeat makes it rewrite every count."""
-    a = engine(make_settings, redis_server.url)
-    b = engine(make_settings, redis_server.url)
     sid = new_stream_id()
-    client = redis_server.client()
-    try:
-        a.set_local(sid, 3)
-        b.set_local(sid, 2)
-        await a._sync_once()
-        await b._sync_once()
+    async with two_replicas(make_settings, redis_server, sid) as (a, b, client):
         # A's reap deleted B's field (the deletes ran before B's heartbeat got through)...
         client.hdel(a.stream_key("presence", sid), b.instance_id)
         # ... and B is live when the reap leaves the set: marked, not forgotten.
         await a._reap_instance(b.instance_id)
         await b._sync_once()
         assert (await a.refresh([sid]))[sid] == 5
-    finally:
-        client.close()
-        for e in (a, b):
-            await e.stop()
 
 
 async def test_replica_back_from_a_shared_outage_does_not_reap_the_others(
@@ -110,15 +120,8 @@ async def test_replica_back_from_a_shared_outage_does_not_reap_the_others(
     """Every deadline lapsed at once (the heartbeats' master failed over): the first
     replica back finds the other dead but, cut off itself until now, leaves its counts
     and its entry alone; the other's next heartbeat makes its count count again."""
-    a = engine(make_settings, redis_server.url)
-    b = engine(make_settings, redis_server.url)
     sid = new_stream_id()
-    client = redis_server.client()
-    try:
-        a.set_local(sid, 3)
-        b.set_local(sid, 2)
-        await a._sync_once()
-        await b._sync_once()
+    async with two_replicas(make_settings, redis_server, sid) as (a, b, client):
         replicas = a.global_key("replicas")
         client.zadd(replicas, {a.instance_id: 1, b.instance_id: 1})
         await a._sync_once()  # A is back first: B looks dead
@@ -126,10 +129,6 @@ async def test_replica_back_from_a_shared_outage_does_not_reap_the_others(
         assert client.zscore(replicas, b.instance_id) is not None
         await b._sync_once()
         assert (await a.refresh([sid]))[sid] == 5
-    finally:
-        client.close()
-        for e in (a, b):
-            await e.stop()
 
 
 async def test_first_replica_back_from_a_shared_outage_still_counts_the_others(
@@ -143,15 +142,8 @@ async def test_first_replica_back_from_a_shared_outage_still_counts_the_others(
     nothing since says it died. This window recorded half the final viewers in the chaos
     scenario ``cluster_failover`` (failed before the fix: 3 instead of 5)."""
     clock = Clock()
-    a = engine(make_settings, redis_server.url, clock)
-    b = engine(make_settings, redis_server.url, clock)
     sid = new_stream_id()
-    client = redis_server.client()
-    try:
-        a.set_local(sid, 3)
-        b.set_local(sid, 2)
-        await a._sync_once()
-        await b._sync_once()
+    async with two_replicas(make_settings, redis_server, sid, clock) as (a, b, client):
         await a._sync_once()  # steady state: each has seen the other live
         replicas = a.global_key("replicas")
         client.zadd(replicas, {a.instance_id: 1, b.instance_id: 1})
@@ -163,10 +155,6 @@ async def test_first_replica_back_from_a_shared_outage_still_counts_the_others(
         await a._sync_once()
         assert (await a.refresh([sid]))[sid] == 5
         assert (await b.refresh([sid]))[sid] == 5
-    finally:
-        client.close()
-        for e in (a, b):
-            await e.stop()
 
 
 async def test_replica_dead_through_a_shared_outage_leaves_the_count_a_ttl_after_it(
@@ -178,15 +166,12 @@ async def test_replica_dead_through_a_shared_outage_leaves_the_count_a_ttl_after
     for at most a TTL after A's heartbeats hold again, then B's viewers leave the count
     and A reaps it."""
     clock = Clock()
-    a = engine(make_settings, redis_server.url, clock)
-    b = engine(make_settings, redis_server.url, clock)
     sid = new_stream_id()
-    client = redis_server.client()
-    try:
-        a.set_local(sid, 3)
-        b.set_local(sid, 2)
-        await a._sync_once()
-        await b._sync_once()
+    async with two_replicas(make_settings, redis_server, sid, clock, b_crashes=True) as (
+        a,
+        b,
+        client,
+    ):
         await a._sync_once()
         client.zadd(a.global_key("replicas"), {a.instance_id: 1, b.instance_id: 1})
         clock.now += a.settings.presence_ttl  # the outage, as long as a TTL
@@ -198,8 +183,3 @@ async def test_replica_dead_through_a_shared_outage_leaves_the_count_a_ttl_after
         assert (await a.refresh([sid]))[sid] == 3
         assert client.hget(a.stream_key("presence", sid), b.instance_id) is None  # reaped
         assert client.zscore(a.global_key("replicas"), b.instance_id) is None
-    finally:
-        client.close()
-        await a.stop()
-        if b._client is not None:  # B "died": it withdraws nothing, as a crash would not
-            await b._client.aclose()
