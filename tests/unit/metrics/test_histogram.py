@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
+from nova_testing.threads import run_threads
 from streaming_metrics import StreamingMetrics, helpers
 from streaming_metrics import definitions as d
 from streaming_metrics._histogram import ShardedHistogram
@@ -28,23 +29,16 @@ values = st.integers(0, 256).map(lambda n: n * STEP)
 def _hammer(record: Callable[[float], None], per_thread: list[list[float]]) -> None:
     """Run one thread per list, all released at once, each recording its values."""
     start = threading.Barrier(len(per_thread))
-    errors: list[BaseException] = []
 
-    def run(mine: list[float]) -> None:
-        try:
+    def recorder(mine: list[float]) -> Callable[[], None]:
+        def run() -> None:
             start.wait(timeout=60)
             for value in mine:
                 record(value)
-        except BaseException as exc:  # surfaced to the test thread below
-            errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(mine,)) for mine in per_thread]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads)
-    assert errors == []
+        return run
+
+    run_threads([recorder(mine) for mine in per_thread])
 
 
 def _expected(observed: list[float]) -> tuple[list[float], float, float]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from nova_testing.threads import run_threads
 from streaming_metrics import StreamingMetrics
 from streaming_metrics import definitions as d
 
@@ -16,27 +17,6 @@ VIEWERS_ONLY = "6f1c0a52-8d3e-4b7a-9c21-0e5d4f3a2b10"
 REGION = "eu-west-1"
 THREADS = 8
 ROUNDS = 3000
-
-
-def run_threads(targets: list[Callable[[], None]]) -> None:
-    errors: list[BaseException] = []
-
-    def guarded(target: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                target()
-            except BaseException as exc:  # surfaced to the test thread below
-                errors.append(exc)
-
-        return run
-
-    threads = [threading.Thread(target=guarded(t)) for t in targets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads)
-    assert errors == []
 
 
 def test_hammered_connection_gauges_are_exact(
