@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -21,6 +20,7 @@ import redis.asyncio
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
+from nova_testing.ws_messages import recv_json
 from streaming_metrics import definitions as d
 from streaming_metrics import start_metrics_server
 
@@ -28,13 +28,6 @@ Replicas = Callable[..., Awaitable[Any]]
 Wait = Callable[..., Awaitable[Any]]
 
 VENV_BIN = Path(sys.executable).parent
-
-
-async def recv_json(ws: ClientConnection, seconds: float = 10.0) -> dict[str, Any]:
-    data = await asyncio.wait_for(ws.recv(), seconds)
-    assert isinstance(data, str)
-    result: dict[str, Any] = json.loads(data)
-    return result
 
 
 async def until_count(ws: ClientConnection, count: int) -> None:

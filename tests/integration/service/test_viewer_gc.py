@@ -6,27 +6,19 @@ served by uvicorn in this process, with the service's own ``uvicorn_config``."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import json
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
 from nova_streaming.viewers.protocol import LeanWebSocketProtocol
+from nova_testing.ws_messages import recv_json
 
 Replicas = Callable[..., Awaitable[Any]]
 Wait = Callable[..., Awaitable[Any]]
-
-
-async def recv_json(ws: ClientConnection, seconds: float = 10.0) -> dict[str, Any]:
-    data = await asyncio.wait_for(ws.recv(), seconds)
-    assert isinstance(data, str)
-    result: dict[str, Any] = json.loads(data)
-    return result
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,17 +12,11 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from nova_testing.ws_messages import recv_json
 from streaming_metrics import definitions as d
 
 Replicas = Callable[..., Awaitable[Any]]
 Wait = Callable[..., Awaitable[Any]]
-
-
-async def recv_json(ws: ClientConnection, seconds: float = 10.0) -> dict[str, Any]:
-    data = await asyncio.wait_for(ws.recv(), seconds)
-    assert isinstance(data, str)
-    result: dict[str, Any] = json.loads(data)
-    return result
 
 
 async def recv_until(
