@@ -197,7 +197,7 @@ class StreamingMetrics:
         self._streams: dict[str | UUID, StreamRecord] = {}
         # The lag windows of started, tracked streams by id (also rec.lag): the frame
         # path finds a stream's window with one lookup.
-        self._windows: dict[str, LagWindow] = {}
+        self._windows: dict[str | UUID, LagWindow] = {}  # str keys; lookups as _streams
         self._lingering: deque[tuple[float, str]] = deque()
         self._tracked = 0
         self._active_by_region: dict[str, int] = dict.fromkeys(region_set, 0)
@@ -680,7 +680,7 @@ class StreamingMetrics:
             counts[0] += seconds
             return
         try:
-            window = self._windows[stream_id]  # type: ignore[index]
+            window = self._windows[stream_id]
         except (KeyError, TypeError):
             self._latency_of_stream(shard.series, seconds, stream_id)
             return
