@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping
 from enum import Enum, StrEnum
 from typing import NamedTuple, Protocol, cast
 
+from nova_streaming.ingest.chunks import MSG_VIDEO, Record
 from nova_streaming.ingest.errors import (
     CONNECTION_FAILED,
     FRAME_DROP,
@@ -51,12 +52,12 @@ from nova_streaming.ingest.limits import IngestLimits
 from nova_streaming.ingest.peers import DEFAULT_TRUSTED_PEERS, TrustedPeers
 from nova_streaming.ingest.publish_auth import canonical_stream_id
 from nova_streaming.ingest.session import (
-    MediaReceived,
+    FeedItem,
     MetadataReceived,
     PublishRequested,
     RtmpServerSession,
-    SessionEvent,
     UnpublishRequested,
+    classify_video,
 )
 
 log = logging.getLogger(__name__)
@@ -283,7 +284,7 @@ class _Connection(asyncio.Protocol):
         self.received += len(data)
         rtmp = self.rtmp
         try:
-            events = rtmp.receive(data)
+            events = rtmp.feed(data)
         except RtmpProtocolError as exc:
             self.fail(exc.error_type, str(exc), StopReason.PROTOCOL_ERROR)
             return
@@ -295,7 +296,7 @@ class _Connection(asyncio.Protocol):
         if events:
             self.receiver.handle_events(self, events)
 
-    def _after_read(self, events: list[SessionEvent]) -> None:
+    def _after_read(self, events: list[FeedItem]) -> None:
         rtmp = self.rtmp
         if rtmp.has_data_to_send() and not self.write(rtmp.data_to_send()):
             return
@@ -369,7 +370,7 @@ class _BufferedConnection(_Connection, asyncio.BufferedProtocol):
             return
         self.received += nbytes
         try:
-            events = self.rtmp.buffer_updated(nbytes)
+            events = self.rtmp.feed_buffered(nbytes)
         except RtmpProtocolError as exc:
             self.fail(exc.error_type, str(exc), StopReason.PROTOCOL_ERROR)
             return
@@ -525,26 +526,29 @@ class IngestReceiver:
         except Exception:
             log.exception("ingest: sink.on_publish_stop failed")
 
-    def handle_events(self, conn: _Connection, events: list[SessionEvent]) -> None:
+    def handle_events(self, conn: _Connection, events: list[FeedItem]) -> None:
         now = self.clock()
         # Media of one read is accounted once (bytes, last media time, bitrate); the
         # pending batch is settled before any other event, so each event still sees
-        # the session as the messages before it left it.
+        # the session as the messages before it left it. Media come as the reader's
+        # raw records (RtmpServerSession.feed): no event object per message.
         batch = 0
         batch_bytes = 0
         closed = _Phase.CLOSED
-        media = MediaReceived
         for event in events:
             if conn.phase is closed:
                 break
             session = conn.session
-            if type(event) is media:
+            if type(event) is tuple:
                 if session is None:
                     continue
+                record = cast(Record, event)
                 batch += 1
-                batch_bytes += event.size
-                if event.video and event.is_frame:
-                    self._video_frame(session, event, now)
+                batch_bytes += record[4]
+                if record[1] == MSG_VIDEO:
+                    is_frame, keyframe = classify_video(record[5])
+                    if is_frame:
+                        self._video_frame(session, record[3], record[4], keyframe, now)
                 continue
             if batch and session is not None:
                 self._media_batch(session, batch_bytes, now)
@@ -611,8 +615,10 @@ class IngestReceiver:
         except Exception:
             log.exception("ingest: sink.on_metadata failed")
 
-    def _video_frame(self, session: IngestSession, event: MediaReceived, now: float) -> None:
-        stat = session._stats.video(now, event.timestamp)
+    def _video_frame(
+        self, session: IngestSession, timestamp: int, size: int, keyframe: bool, now: float
+    ) -> None:
+        stat = session._stats.video(now, timestamp)
         session.frames += 1
         if stat.discontinuity:
             session.discontinuities += 1
@@ -636,8 +642,8 @@ class IngestReceiver:
                     stat.timestamp_ms,
                     stat.lag_seconds,
                     session.quality,
-                    event.keyframe,
-                    event.size,
+                    keyframe,
+                    size,
                     stat.discontinuity,
                 ),
             )

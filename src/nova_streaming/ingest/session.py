@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import NamedTuple, TypeAlias
+from typing import NamedTuple, TypeAlias, cast
 
 from nova_streaming.ingest import amf0
 from nova_streaming.ingest.chunks import (
@@ -62,6 +62,7 @@ _USER_PING_RESPONSE = 7
 _MAX_NAME_LENGTH = 256
 _U32 = struct.Struct(">I")
 _new_tuple = tuple.__new__
+_MEDIA = (MSG_AUDIO, MSG_VIDEO)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +127,8 @@ class UnpublishRequested:
 
 
 SessionEvent: TypeAlias = PublishRequested | MetadataReceived | MediaReceived | UnpublishRequested
+#: What :meth:`RtmpServerSession.feed` returns: events, and media messages as raw records.
+FeedItem: TypeAlias = SessionEvent | Record
 
 
 def classify_video(head: bytes) -> tuple[bool, bool]:
@@ -149,6 +152,18 @@ def classify_video(head: bytes) -> tuple[bool, bool]:
     if codec in (7, 12, 13):  # AVC, HEVC, AV1 (legacy ids): byte 1 is the packet type
         return len(head) > 1 and head[1] == 1, keyframe
     return True, keyframe
+
+
+def audio_is_frame(head: bytes) -> bool:
+    """False for an AAC sequence header (sound format 10, packet type 0), else True
+    (an empty head is no frame).
+
+    Example::
+
+        >>> audio_is_frame(bytes([0xAF, 0x00])), audio_is_frame(bytes([0xAF, 0x01]))
+        (False, True)
+    """
+    return bool(head) and not ((head[0] >> 4) == 10 and len(head) > 1 and head[1] == 0)
 
 
 class RtmpServerSession:
@@ -216,6 +231,14 @@ class RtmpServerSession:
 
     def receive(self, data: bytes | bytearray | memoryview) -> list[SessionEvent]:
         """Consume peer bytes; raise ``RtmpProtocolError`` on anything malformed."""
+        return self._media_events(self.feed(data))
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[FeedItem]:
+        """Like :meth:`receive`, but each audio/video message (while publishing) stays
+        the reader's plain :data:`~nova_streaming.ingest.chunks.Record` tuple: ``[1]``
+        the type id (8 audio, 9 video), ``[3]`` the timestamp, ``[4]`` the size, ``[5]``
+        the FLV tag head (:func:`classify_video` it). The receiver's path: no event
+        object per media message. Tell records from events with ``type(x) is tuple``."""
         if self._handshake is not None:
             reply, rest = self._handshake.receive(bytes(data))
             self._out += reply
@@ -239,45 +262,59 @@ class RtmpServerSession:
 
     def buffer_updated(self, nbytes: int) -> list[SessionEvent]:
         """``nbytes`` were read into the last :meth:`get_buffer`; like :meth:`receive`."""
+        return self._media_events(self.feed_buffered(nbytes))
+
+    def feed_buffered(self, nbytes: int) -> list[FeedItem]:
+        """Like :meth:`buffer_updated`, with media left as records (see :meth:`feed`)."""
         scratch = self._handshake_buffer
         if scratch is not None:
             self._handshake_buffer = None
-            return self.receive(scratch[:nbytes])
+            return self.feed(scratch[:nbytes])
         return self._dispatch(self._reader.buffer_updated(nbytes))
 
-    def _dispatch(self, records: list[Record]) -> list[SessionEvent]:
+    @staticmethod
+    def _media_events(items: list[FeedItem]) -> list[SessionEvent]:
         events: list[SessionEvent] = []
         media = _new_tuple  # MediaReceived(...) minus a Python frame per message
+        for item in items:
+            if type(item) is not tuple:
+                events.append(cast(SessionEvent, item))
+                continue
+            record = cast(Record, item)
+            if record[1] == MSG_VIDEO:
+                is_frame, keyframe = classify_video(record[5])
+                events.append(
+                    media(MediaReceived, (True, record[3], record[4], is_frame, keyframe))
+                )
+            else:
+                is_frame = audio_is_frame(record[5])
+                events.append(media(MediaReceived, (False, record[3], record[4], is_frame, False)))
+        return events
+
+    def _dispatch(self, records: list[Record]) -> list[FeedItem]:
+        if not records:
+            self._check_ack()
+            return []
+        items: list[FeedItem] = []
         publishing = self.publishing  # changes only in _control
         for record in records:
-            type_id = record[1]
-            if type_id == MSG_VIDEO:
+            if record[1] in _MEDIA:
                 if publishing:
-                    is_frame, keyframe = classify_video(record[5])
-                    events.append(
-                        media(MediaReceived, (True, record[3], record[4], is_frame, keyframe))
-                    )
-            elif type_id == MSG_AUDIO:
-                if publishing:
-                    head = record[5]
-                    # AAC (sound format 10) sends a config packet (byte 1 == 0) first.
-                    is_frame = bool(head) and not (
-                        (head[0] >> 4) == 10 and len(head) > 1 and head[1] == 0
-                    )
-                    events.append(
-                        media(MediaReceived, (False, record[3], record[4], is_frame, False))
-                    )
+                    items.append(record)
             else:
-                self._control(Message._make(record), events)
+                self._control(Message._make(record), items)
                 publishing = self.publishing
+        self._check_ack()
+        return items
+
+    def _check_ack(self) -> None:
         if self._ack_window:
             received = self._reader.bytes_received
             if received - self._acked >= self._ack_window:
                 self._acked = received
                 self._out += control_message(MSG_ACK, received)
-        return events
 
-    def _control(self, msg: Message, events: list[SessionEvent]) -> None:
+    def _control(self, msg: Message, events: list[FeedItem]) -> None:
         type_id = msg.type_id
         if type_id in (MSG_COMMAND_AMF0, MSG_COMMAND_AMF3):
             self._command(msg, events)
@@ -303,7 +340,7 @@ class RtmpServerSession:
         if len(self._out) > self._limits.max_pending_output:
             raise RtmpProtocolError("session: peer does not read its replies")
 
-    def _command(self, msg: Message, events: list[SessionEvent]) -> None:
+    def _command(self, msg: Message, events: list[FeedItem]) -> None:
         values = self._decode(msg)
         if not values or not isinstance(values[0], str):
             raise RtmpProtocolError("session: command message without a command name")
@@ -349,7 +386,7 @@ class RtmpServerSession:
         msg: Message,
         values: list[amf0.AmfValue],
         txn: float,
-        events: list[SessionEvent],
+        events: list[FeedItem],
     ) -> None:
         if self.publishing:
             raise RtmpProtocolError("session: second publish on one connection")
@@ -385,7 +422,7 @@ class RtmpServerSession:
             {"level": "error", "code": "NetStream.Publish.BadName", "description": description},
         )
 
-    def _data(self, msg: Message, events: list[SessionEvent]) -> None:
+    def _data(self, msg: Message, events: list[FeedItem]) -> None:
         values = self._decode(msg)
         if values and values[0] == "@setDataFrame":
             values = values[1:]
