@@ -279,13 +279,15 @@ class StreamStats:
                 discontinuity = True
                 self._min_offset = None
             elif delta > 0:
-                interval = self.frame_interval_ms()
+                framerate = self.framerate  # frame_interval_ms() inlined: per frame
+                interval = 1000.0 / framerate if framerate else self.frame_interval_ms()
                 if interval is not None and delta > DROP_GAP_FACTOR * interval:
                     dropped = max(int(delta / interval + 0.5) - 1, 0)
                 else:
                     self._deltas.append(delta)
         offset = arrival - ts / 1000.0
-        if self._min_offset is None or offset < self._min_offset:
-            self._min_offset = offset
+        best = self._min_offset
+        if best is None or offset < best:
+            self._min_offset = best = offset
         # tuple.__new__: the named tuple minus its Python-level __new__ (per frame).
-        return _new_tuple(FrameStat, (ts, offset - self._min_offset, dropped, discontinuity))
+        return _new_tuple(FrameStat, (ts, offset - best, dropped, discontinuity))

@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 DEFAULT_INGEST_PORT = 1936
 DEFAULT_INGEST_TIMEOUT = 10.0
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+_new_tuple = tuple.__new__
 #: The read buffer all connections of a receiver share: a busy loop drains each socket
 #: in one read (fewer reads, each parsed in place).
 READ_BUFFER_SIZE = 256 * 1024
@@ -618,35 +619,29 @@ class IngestReceiver:
     def _video_frame(
         self, session: IngestSession, timestamp: int, size: int, keyframe: bool, now: float
     ) -> None:
-        stat = session._stats.video(now, timestamp)
+        timestamp_ms, lag, dropped, discontinuity = session._stats.video(now, timestamp)
         session.frames += 1
-        if stat.discontinuity:
+        if discontinuity:
             session.discontinuities += 1
             log.debug(
                 "ingest: %s: video timestamp discontinuity at %d ms",
                 session.stream_name[:80],
-                stat.timestamp_ms,
+                timestamp_ms,
             )
-        elif stat.dropped:
-            session.dropped_frames += stat.dropped
+        elif dropped:
+            session.dropped_frames += dropped
             self.report_error(
                 session,
                 FRAME_DROP,
-                stat.dropped,
-                f"video timestamp gap before {stat.timestamp_ms} ms",
+                dropped,
+                f"video timestamp gap before {timestamp_ms} ms",
             )
+        # tuple.__new__: the named tuple minus its Python-level __new__ (per frame).
+        frame = _new_tuple(
+            VideoFrame, (timestamp_ms, lag, session.quality, keyframe, size, discontinuity)
+        )
         try:
-            self.sink.on_video_frame(
-                session,
-                VideoFrame(
-                    stat.timestamp_ms,
-                    stat.lag_seconds,
-                    session.quality,
-                    keyframe,
-                    size,
-                    stat.discontinuity,
-                ),
-            )
+            self.sink.on_video_frame(session, frame)
         except Exception:
             log.exception("ingest: sink.on_video_frame failed")
 

@@ -292,9 +292,6 @@ class RtmpServerSession:
         return events
 
     def _dispatch(self, records: list[Record]) -> list[FeedItem]:
-        if not records:
-            self._check_ack()
-            return []
         items: list[FeedItem] = []
         publishing = self.publishing  # changes only in _control
         for record in records:
@@ -304,15 +301,12 @@ class RtmpServerSession:
             else:
                 self._control(Message._make(record), items)
                 publishing = self.publishing
-        self._check_ack()
-        return items
-
-    def _check_ack(self) -> None:
         if self._ack_window:
             received = self._reader.bytes_received
             if received - self._acked >= self._ack_window:
                 self._acked = received
                 self._out += control_message(MSG_ACK, received)
+        return items
 
     def _control(self, msg: Message, events: list[FeedItem]) -> None:
         type_id = msg.type_id
