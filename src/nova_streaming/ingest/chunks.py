@@ -100,6 +100,7 @@ class _ChunkStream:
         "length",
         "parts",
         "received",
+        "skip_only",
         "stream_id",
         "timestamp",
         "type_id",
@@ -115,6 +116,9 @@ class _ChunkStream:
         self.received = 0
         self.parts: bytearray | None = None
         self.head = b""
+        # The message in progress is media with its head bytes complete and no extended
+        # timestamp: its continuation chunks are one header byte and payload to skip.
+        self.skip_only = False
 
 
 #: Read-only stand-in for a chunk stream not seen yet (never written to).
@@ -222,6 +226,28 @@ class ChunkReader:
         pos = 0
         while pos < end:
             b0 = buf[pos]
+            if b0 >= 0xC2:
+                # Format 3, one-byte chunk stream id: most often the next chunk of a
+                # video frame, which needs nothing but its length (skip_only).
+                st = streams.get(b0 & 0x3F)
+                if st is not None and st.received and st.skip_only:
+                    received = st.received
+                    length = st.length
+                    take = length - received
+                    if take > chunk_size:
+                        take = chunk_size
+                    stop = pos + 1 + take
+                    if stop > end:
+                        break
+                    pos = stop
+                    received += take
+                    if received < length:
+                        st.received = received
+                        continue
+                    st.received = 0
+                    out.append((b0 & 0x3F, st.type_id, st.stream_id, st.timestamp, length, st.head))
+                    st.head = b""
+                    continue
             fmt = b0 >> 6
             csid = b0 & 0x3F
             hp = pos + 1
@@ -335,12 +361,20 @@ class ChunkReader:
                     # Media: keep the FLV tag header, skip the rest of the payload in
                     # place.
                     if take == length:  # a whole message in one chunk
-                        head = bytes(buf[hp : min(stop, hp + MEDIA_HEAD_SIZE)])
+                        head = bytes(
+                            buf[hp : stop if take < MEDIA_HEAD_SIZE else hp + MEDIA_HEAD_SIZE]
+                        )
                         out.append((csid, type_id, stream_id, timestamp, length, head))
                         continue
-                    st.head = bytes(buf[hp : hp + min(take, MEDIA_HEAD_SIZE)])
+                    if take < MEDIA_HEAD_SIZE:
+                        st.head = bytes(buf[hp:stop])
+                        st.skip_only = False
+                    else:
+                        st.head = bytes(buf[hp : hp + MEDIA_HEAD_SIZE])
+                        st.skip_only = not ext
                     st.received = take
                     continue
+                st.skip_only = False
             elif type_id in (MSG_VIDEO, MSG_AUDIO):
                 head = st.head
                 if take and len(head) < MEDIA_HEAD_SIZE:

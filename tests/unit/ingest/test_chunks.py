@@ -178,3 +178,62 @@ def test_fragmented_bytes_cap() -> None:
     data = b"".join(w.message(cs, MSG_COMMAND_AMF0, 0, 0, bytes(1000))[:140] for cs in range(3, 20))
     with pytest.raises(RtmpProtocolError, match="fragmented"):
         ChunkReader(limits).feed(data)
+
+
+def test_media_over_many_chunks_keeps_its_head_and_header_fields() -> None:
+    """A video frame in several chunks (interleaved with audio) is one message with its
+    own head, length, stream id and timestamp, and the next frame's fmt-3 header
+    repeats the delta, as nginx's push sends them."""
+    w = ChunkWriter(chunk_size=128)
+    reader = ChunkReader()
+    frames = [bytes((0x17 if i == 0 else 0x27, 1, i)) + bytes(400 + i) for i in range(3)]
+    wires = [w.message(7, MSG_VIDEO, 1, 1000 + 33 * i, f) for i, f in enumerate(frames)]
+    audio = w.message(6, MSG_AUDIO, 1, 1000, b"\xaf\x01" + bytes(20))
+    # The audio message lands between the first frame's first and second chunks.
+    data = wires[0][:140] + audio + wires[0][140:] + wires[1] + wires[2]
+    got = [
+        (m.csid, m.type_id, m.stream_id, m.timestamp, m.length, m.payload)
+        for m in reader.feed(data)
+    ]
+    assert got == [
+        (6, MSG_AUDIO, 1, 1000, 22, b"\xaf\x01" + bytes(6)),
+        (7, MSG_VIDEO, 1, 1000, 403, frames[0][:8]),
+        (7, MSG_VIDEO, 1, 1033, 404, frames[1][:8]),
+        (7, MSG_VIDEO, 1, 1066, 405, frames[2][:8]),
+    ]
+
+
+def test_media_with_extended_timestamp_continuations() -> None:
+    """Continuation chunks of a media message carry the extended timestamp again: those
+    four bytes are neither payload nor the next chunk's header."""
+    ts = 0x01234567
+    frame = b"\x27\x01" + bytes(298)
+    data = fmt0(7, ts, 300, MSG_VIDEO, 1) + frame[:128]
+    data += bytes((0xC7,)) + struct.pack(">I", ts) + frame[128:256]
+    data += bytes((0xC7,)) + struct.pack(">I", ts) + frame[256:]
+    data += fmt0(6, 5, 2, MSG_AUDIO, 1) + b"\xaf\x01"
+    got = [(m.type_id, m.timestamp, m.length, m.payload) for m in ChunkReader().feed(data)]
+    assert got == [(MSG_VIDEO, ts, 300, frame[:8]), (MSG_AUDIO, 5, 2, b"\xaf\x01")]
+
+
+def test_abort_mid_frame_then_a_fragmented_command_on_the_same_chunk_stream() -> None:
+    """After Abort drops half a video frame, a command on the same chunk stream (also in
+    several chunks) is reassembled whole, not skipped as media."""
+    w = ChunkWriter()
+    reader = ChunkReader()
+    assert reader.feed(w.message(7, MSG_VIDEO, 1, 0, b"\x17\x01" + bytes(300))[:140]) == []
+    assert [m.type_id for m in reader.feed(control_message(MSG_ABORT, 7))] == [MSG_ABORT]
+    body = bytes(range(256)) + b"tail"
+    (msg,) = reader.feed(ChunkWriter().message(7, MSG_COMMAND_AMF0, 0, 0, body))
+    assert (msg.type_id, msg.payload) == (MSG_COMMAND_AMF0, body)
+
+
+def test_media_with_a_first_chunk_shorter_than_its_head() -> None:
+    """With a chunk size below the head size, the head is gathered over several chunks."""
+    w = ChunkWriter(chunk_size=3)
+    reader = ChunkReader()
+    reader.chunk_size = 3
+    frame = bytes(range(1, 21))
+    first, second = w.message(7, MSG_VIDEO, 1, 0, frame), w.message(7, MSG_VIDEO, 1, 40, frame)
+    got = [(m.timestamp, m.length, m.payload) for m in reader.feed(first + second)]
+    assert got == [(0, 20, frame[:8]), (40, 20, frame[:8])]
