@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import NamedTuple, TypeAlias, cast
+from typing import NamedTuple, TypeAlias
 
 from nova_streaming.ingest import amf0
 from nova_streaming.ingest.chunks import (
@@ -127,8 +127,9 @@ class UnpublishRequested:
 
 
 SessionEvent: TypeAlias = PublishRequested | MetadataReceived | MediaReceived | UnpublishRequested
-#: What :meth:`RtmpServerSession.feed` returns: events, and media messages as raw records.
-FeedItem: TypeAlias = SessionEvent | Record
+#: What :meth:`RtmpServerSession.feed` returns: the events other than media, and media
+#: messages as raw records (``type(item) is tuple`` tells them apart, and narrows).
+FeedItem: TypeAlias = PublishRequested | MetadataReceived | UnpublishRequested | Record
 
 
 def classify_video(head: bytes) -> tuple[bool, bool]:
@@ -277,10 +278,10 @@ class RtmpServerSession:
         events: list[SessionEvent] = []
         media = _new_tuple  # MediaReceived(...) minus a Python frame per message
         for item in items:
-            if type(item) is not tuple:
-                events.append(cast(SessionEvent, item))
+            if not isinstance(item, tuple):
+                events.append(item)
                 continue
-            record = cast(Record, item)
+            record = item
             if record[1] == MSG_VIDEO:
                 is_frame, keyframe = classify_video(record[5])
                 events.append(
