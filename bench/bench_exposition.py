@@ -90,8 +90,13 @@ keyed by the value's bits), and a chunk of 1,000 rows whose label values and val
 equal the last scrape's is reused as encoded bytes, so an unchanged page costs a
 comparison per chunk; the families' columns are read from the stream records with
 `list(map(attrgetter(...)))` (C, one snapshot per family) instead of Python loops, and
-lag windows that are current or empty are read without a call; gzip runs at level 1
-(zlib releases the GIL, part by part) instead of prometheus_client's level 9.
+lag windows that are current or empty are read without a call (the lag family reads
+the windows' open seconds once: all current, the p95 column; none ever framed, no
+series), and the record list, stream id column and stream_info columns are reused while
+no stream came or went; gzip runs at level 1 (zlib releases the GIL, part by part)
+instead of prometheus_client's level 9, and each reused chunk keeps its compressed
+bytes (compressed on its own up to a full flush), so an unchanged chunk is neither
+encoded nor compressed again.
 """
 
 _STALL_PROSE = f"""
