@@ -129,8 +129,11 @@ wakes, more when the machine is busy and the render thread is descheduled while 
 the GIL. The render now does far less work (cached label prefixes and reused chunks,
 columns read in C), sleeps 0.1 ms after each millisecond of work (between families,
 chunks of 1,000 lines, column reads, slices of 1,000 lag windows), compresses in zlib
-part by part (the GIL is released while it compresses) and returns the body in 64-128
-KiB pieces that the ASGI app sends one by one. No process setting
+part by part (the GIL is released while it compresses) and only what changed (an
+unchanged chunk keeps its compressed bytes: compression was about 130 of the 170 ms a
+50k-stream gzip render took, and a scrape that takes a third of the time exposes the
+loop a third as long), and returns the body in 64-128 KiB pieces that the ASGI app
+sends one by one. No process setting
 (`sys.setswitchinterval`, `gc.freeze`) is changed. The second table lists what the
 library's debug log reports: stretches over 4 ms without a hand-off and the phase each
 ended in (on a loaded machine, mostly the render thread descheduled while it held the
