@@ -90,8 +90,13 @@ keyed by the value's bits), and a chunk of 1,000 rows whose label values and val
 equal the last scrape's is reused as encoded bytes, so an unchanged page costs a
 comparison per chunk; the families' columns are read from the stream records with
 `list(map(attrgetter(...)))` (C, one snapshot per family) instead of Python loops, and
-lag windows that are current or empty are read without a call; gzip runs at level 1
-(zlib releases the GIL, part by part) instead of prometheus_client's level 9.
+lag windows that are current or empty are read without a call (the lag family reads
+the windows' open seconds once: all current, the p95 column; none ever framed, no
+series), and the record list, stream id column and stream_info columns are reused while
+no stream came or went; gzip runs at level 1 (zlib releases the GIL, part by part)
+instead of prometheus_client's level 9, and each reused chunk keeps its compressed
+bytes (compressed on its own up to a full flush), so an unchanged chunk is neither
+encoded nor compressed again.
 """
 
 _STALL_PROSE = f"""
@@ -124,8 +129,11 @@ wakes, more when the machine is busy and the render thread is descheduled while 
 the GIL. The render now does far less work (cached label prefixes and reused chunks,
 columns read in C), sleeps 0.1 ms after each millisecond of work (between families,
 chunks of 1,000 lines, column reads, slices of 1,000 lag windows), compresses in zlib
-part by part (the GIL is released while it compresses) and returns the body in 64-128
-KiB pieces that the ASGI app sends one by one. No process setting
+part by part (the GIL is released while it compresses) and only what changed (an
+unchanged chunk keeps its compressed bytes: compression was about 130 of the 170 ms a
+50k-stream gzip render took, and a scrape that takes a third of the time exposes the
+loop a third as long), and returns the body in 64-128 KiB pieces that the ASGI app
+sends one by one. No process setting
 (`sys.setswitchinterval`, `gc.freeze`) is changed. The second table lists what the
 library's debug log reports: stretches over 4 ms without a hand-off and the phase each
 ended in (on a loaded machine, mostly the render thread descheduled while it held the

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from itertools import compress, repeat
-from operator import and_, attrgetter, eq, is_not, itemgetter, methodcaller, not_, or_, truth
+from operator import attrgetter, contains, eq, getitem, is_not, itemgetter, methodcaller, not_
 from typing import TypeVar, cast
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -19,6 +19,7 @@ from prometheus_client.samples import Sample
 
 from streaming_metrics import definitions as d
 from streaming_metrics._handoff import pause_point
+from streaming_metrics._lag import NO_FRAME_YET, LagWindow
 from streaming_metrics._line_cache import LineCache
 from streaming_metrics._stream import StreamRecord
 
@@ -165,8 +166,6 @@ _LAG = attrgetter("lag")
 _DROPS = attrgetter("drops")
 _SECOND = attrgetter("second")
 _P95 = attrgetter("p95")
-_CLOSED = attrgetter("closed")
-_CURRENT = attrgetter("current")
 _REGION = itemgetter(0)
 _KIND = itemgetter(1)
 # Lag values are computed in Python, window by window; between slices of this many
@@ -204,9 +203,14 @@ def _present(sids: list[str], values: list[_T | None]) -> tuple[list[str], list[
 
 
 def _connections(records: list[StreamRecord], sids: list[str]) -> _StreamFamily:
-    # The length of each viewer list, read after the lists: a list changes in place, so
-    # each count is the one it had at that read.
-    values = _column(float, _column(len, _column(_VIEWERS, records)))
+    # The length of each viewer list: a list changes in place, so each count is the
+    # one it had when its length was read.
+    values: list[float] = []
+    for start in range(0, len(records), _SLICE):
+        pause_point()
+        # One pass: each count is taken right after its list is read.
+        values.extend(map(float, map(len, map(_VIEWERS, records[start : start + _SLICE]))))
+    pause_point()
     return _StreamFamily(d.WEBSOCKET_CONNECTIONS, (sids,), values)
 
 
@@ -235,42 +239,85 @@ def _bitrates(records: list[StreamRecord], all_sids: list[str]) -> _StreamFamily
     return _StreamFamily(d.QUALITY_BITRATE_KBPS, (sids, qualities), values)
 
 
-def _infos(records: list[StreamRecord], all_sids: list[str]) -> _StreamFamily:
+class InfoMemo:
+    """The stream_info columns of the last scrape, reused while nothing they come from
+    changed (stream starts and ends are rare; the columns cost three passes over every
+    record). Replaced whole, so concurrent renders read a consistent one. Columns, not
+    the family: a family whose ``samples`` someone read holds Sample objects."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: tuple[list[str], list[tuple[str, str] | None], tuple[list[str], ...]] | None
+        self.last = None
+
+
+def _infos(
+    records: list[StreamRecord], all_sids: list[str], memo: InfoMemo | None = None
+) -> _StreamFamily:
     infos = _column(_INFO, records)
-    sids, started = _present(all_sids, infos)
-    # _column pauses before and after each slice: no pause_point() of its own needed.
-    regions = _column(_REGION, started)
-    kinds = _column(_KIND, started)
-    return _StreamFamily(d.STREAM_INFO, (sids, regions, kinds), [1.0] * len(sids))
+    last = memo.last if memo is not None else None
+    # Same stream id column (the same list object: the roster did not change) and equal
+    # info tuples (compared by identity first, in C): the same rows as last time.
+    if last is not None and last[0] is all_sids and last[1] == infos:
+        columns = last[2]
+    else:
+        sids, started = _present(all_sids, infos)
+        # _column pauses before and after each slice: no pause_point() of its own needed.
+        columns = (sids, _column(_REGION, started), _column(_KIND, started))
+        if memo is not None:
+            memo.last = (all_sids, infos, columns)
+    return _StreamFamily(d.STREAM_INFO, columns, [1.0] * len(columns[0]))
 
 
 def _lags(records: list[StreamRecord], all_sids: list[str], now: float) -> _StreamFamily:
     sids, windows = _present(all_sids, _column(_LAG, records))
-    pause_point()
     second = int(now)
-    value = methodcaller("value", now)
-    lags: list[float | None] = []
-    # LagWindow.value answers from its fields alone in the two common cases, done here
-    # for a slice of windows at once in C: a window whose open second is now's gives
-    # its p95, one that never saw a frame gives None. Only the rest (streams that
-    # stopped sending) run value(): Python work, a microsecond or more each, so the
-    # slices end with a chance to hand the GIL over (10k-50k windows in one stretch
-    # would hold it for tens of ms). test_collector_lags checks this against value().
-    for start in range(0, len(windows), _LAG_SLICE):
-        part = windows[start : start + _LAG_SLICE]
-        fresh = list(map(eq, map(_SECOND, part), repeat(second)))
-        p95s = list(map(_P95, part))
-        framed = list(map(or_, map(truth, map(_CLOSED, part)), map(truth, map(_CURRENT, part))))
-        got = [p95 if is_fresh else None for p95, is_fresh in zip(p95s, fresh, strict=True)]
-        stale = list(map(and_, map(not_, fresh), framed))
-        if True in stale:
-            for index in compress(range(len(part)), stale):
-                got[index] = value(part[index])
-        lags.extend(got)
+    # LagWindow.value answers from its fields alone in the two common cases: a window
+    # whose open second is now's gives its p95 (every stream sending: the usual case),
+    # one that never saw a frame (its second still NO_FRAME_YET) gives None. Both
+    # are read here for all windows at once in C, from the column of open seconds.
+    # Only the rest (streams that stopped sending) run value(): Python work, a
+    # microsecond or more each, in slices that end with a chance to hand the GIL over.
+    # test_collector_lags checks this against value() for every kind of window.
+    seconds = _column(_SECOND, windows)
+    fresh = seconds.count(second)
+    if fresh == len(windows):
+        lags: list[float | None] = _column(_P95, windows)
+    elif fresh + seconds.count(NO_FRAME_YET) == len(windows):
+        if not fresh:
+            return _StreamFamily(d.STREAM_INGEST_LAG_SECONDS, ([],), [])
+        # (p95, None)[is_fresh is False] in C: the p95 of fresh windows, else None.
+        is_fresh = list(map(eq, seconds, repeat(second)))
         pause_point()
+        lags = list(map(getitem, zip(_column(_P95, windows), repeat(None)), map(not_, is_fresh)))
+    else:
+        lags = _stale_lags(windows, seconds, second, now)
     sids, values = _present(sids, lags)
     pause_point()
     return _StreamFamily(d.STREAM_INGEST_LAG_SECONDS, (sids,), values)
+
+
+def _stale_lags(
+    windows: list[LagWindow], seconds: list[int], second: int, now: float
+) -> list[float | None]:
+    """Each window's value at ``now``: fresh and empty ones read in C, the rest (some
+    stream stopped sending) by ``value``, slice by slice."""
+    value = methodcaller("value", now)
+    lags: list[float | None] = []
+    for start in range(0, len(windows), _LAG_SLICE):
+        part = windows[start : start + _LAG_SLICE]
+        opened = seconds[start : start + _LAG_SLICE]
+        stale = list(map(not_, map(contains, repeat((second, NO_FRAME_YET)), opened)))
+        is_fresh = list(map(eq, opened, repeat(second)))
+        got: list[float | None] = list(
+            map(getitem, zip(map(_P95, part), repeat(None)), map(not_, is_fresh))
+        )
+        for index in compress(range(len(part)), stale):
+            got[index] = value(part[index])
+        lags.extend(got)
+        pause_point()
+    return lags
 
 
 def _drops(records: list[StreamRecord], all_sids: list[str]) -> _StreamFamily:

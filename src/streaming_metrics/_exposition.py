@@ -46,6 +46,7 @@ import gc
 import hmac
 import logging
 import re
+import struct
 import threading
 import time
 import zlib
@@ -84,8 +85,6 @@ GZIP_LEVEL = 1
 # Body pieces (see Response): big enough that writing one is not overhead, small enough
 # that a server copies or frames one in well under a millisecond.
 PIECE_BYTES = 65_536
-# wbits for zlib.compressobj that make a gzip member (header and CRC trailer).
-_GZIP_WBITS = 16 + zlib.MAX_WBITS
 # A stretch of render work this long without a GIL hand-off is logged (debug), with the
 # phase it was in: an event loop waiting for the GIL was late by about as much.
 _SLOW_STRETCH_S = 0.004
@@ -109,6 +108,25 @@ _VERSION_RE = re.compile(r"\s*version\s*=\s*(.*)", re.IGNORECASE)
 _NUMERIC_VERSION_RE = re.compile(r"\d+(\.\d+)*")
 
 _TEXT = "text/plain; charset=utf-8"
+
+
+class GzipSegments:
+    """The compressed forms of the large parts of the last gzip render, for the next.
+
+    A part the line cache reused (the same ``bytes`` object as last time: its lines did
+    not change) is compressed again to the same bytes, so the last render's output for
+    it is kept and reused: at 50k streams compression was most of a gzip scrape. Each
+    large part is compressed on its own, from a reset compressor and up to a full flush
+    (a byte-aligned point after which nothing refers back), so its compressed bytes
+    are valid anywhere in the stream; the parts' CRC and length are computed afresh.
+    Keyed by identity (no hashing of MBs while holding the GIL), holding the part so
+    the identity stays valid; replaced whole by each render.
+    """
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: dict[int, tuple[bytes, bytes]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,12 +182,15 @@ class Render:
     accept_encoding: str
     _release: Callable[[], None]
     lines: LineCache = field(default_factory=LineCache)
+    segments: GzipSegments = field(default_factory=GzipSegments)
     _done: bool = field(default=False)
 
     def run(self) -> Response:
         """Collect the registry and encode it; never raises."""
         try:
-            return _render(self.registry, self.accept, self.accept_encoding, self.lines)
+            return _render(
+                self.registry, self.accept, self.accept_encoding, self.lines, self.segments
+            )
         finally:
             self.cancel()
 
@@ -221,6 +242,7 @@ class Exposition:
         # Shared by every render of this registry: what one scrape rendered, the next
         # reuses where nothing changed.
         self._lines = LineCache()
+        self._segments = GzipSegments()
 
     def plan(self, request: Request) -> Response | Render:
         """Answer a request, or return the render it needs. Cheap; never raises."""
@@ -249,6 +271,7 @@ class Exposition:
             request.accept_encoding or "",
             self._slots.release,
             self._lines,
+            self._segments,
         )
 
     def _check_auth(self, authorization: str | None) -> Response | None:
@@ -524,26 +547,68 @@ def _encode(
     return parts
 
 
-def _compress(parts: list[bytes], yielding: _Yielding) -> list[bytes]:
-    """``parts`` as one gzip member, compressed part by part with hand-offs between.
+# A part this large is compressed on its own and its compressed form kept (a chunk of
+# 1,000 per-stream lines is about 90 KiB); smaller ones (family headers, small
+# families) share the compressor with their neighbours, as one stream.
+_SEGMENT_BYTES = 16_384
+# gzip member header (RFC 1952): deflate, no flags, no mtime, fastest (level 1), Unix.
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\x03"
 
-    zlib releases the GIL while it compresses, so this phase barely competes with an
-    event loop; compressing part by part keeps each call short and lets the render
-    hand off between them like everywhere else.
+
+def _compress(
+    parts: list[bytes], yielding: _Yielding, segments: GzipSegments | None = None
+) -> list[bytes]:
+    """``parts`` as one gzip member, with hand-offs between parts.
+
+    zlib releases the GIL while it compresses (and while it computes a CRC of more
+    than a few KiB), so this phase barely competes with an event loop; compressing part
+    by part keeps each call short and lets the render hand off between them like
+    everywhere else. Large parts reuse their compressed form from ``segments``.
     """
     yielding.phase = "compressing"
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
-    out: list[bytes] = []
+    previous = segments.last if segments is not None else {}
+    kept: dict[int, tuple[bytes, bytes]] = {}
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    out = [_GZIP_HEADER]
+    crc = 0
+    size = 0
+    # The compressor holds input not yet flushed: a segment may not start before a
+    # full flush, which ends that input at a byte boundary and forgets its history.
+    pending = False
     for part in parts:
-        out.append(compressor.compress(part))
-        # zlib held no GIL while it compressed (a waiting loop ran): count the slice
+        crc = zlib.crc32(part, crc)
+        size += len(part)
+        if len(part) < _SEGMENT_BYTES:
+            out.append(compressor.compress(part))
+            pending = True
+        else:
+            if pending:
+                out.append(compressor.flush(zlib.Z_FULL_FLUSH))
+                pending = False
+            hit = previous.get(id(part))
+            if hit is not None and hit[0] is part:
+                segment = hit[1]
+            else:
+                segment = compressor.compress(part) + compressor.flush(zlib.Z_FULL_FLUSH)
+            kept[id(part)] = (part, segment)
+            out.append(segment)
+        # zlib held no GIL while it worked (a waiting loop ran): count the slice
         # from here, so the slow-stretch log names only time the GIL was held.
         yielding.released()
     out.append(compressor.flush())
+    out.append(struct.pack("<II", crc, size & 0xFFFFFFFF))
+    if segments is not None:
+        segments.last = kept
     return out
 
 
-def _render(registry: Collector, accept: str, accept_encoding: str, lines: LineCache) -> Response:
+def _render(
+    registry: Collector,
+    accept: str,
+    accept_encoding: str,
+    lines: LineCache,
+    segments: GzipSegments | None = None,
+) -> Response:
     yielding = _Yielding(registry)
     try:
         encoder, content_type = choose_encoder(_safe_accept(accept))
@@ -554,7 +619,7 @@ def _render(registry: Collector, accept: str, accept_encoding: str, lines: LineC
             parts = _encode(encoder, registry, lines, yielding)
             headers = [("Content-Type", content_type), ("Vary", "Accept, Accept-Encoding")]
             if _gzip_allowed(accept_encoding):
-                parts = _compress(parts, yielding)
+                parts = _compress(parts, yielding, segments)
                 headers.append(("Content-Encoding", "gzip"))
             yielding.phase = "joining parts into pieces"
             pieces = _pieces(parts)

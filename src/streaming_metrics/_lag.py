@@ -21,13 +21,18 @@ from typing import Final
 
 from streaming_metrics import definitions as d
 
-__all__ = ["CLOCK_EVERY", "LagWindow", "nearest_rank"]
+__all__ = ["CLOCK_EVERY", "NO_FRAME_YET", "LagWindow", "nearest_rank"]
 
 CLOCK_EVERY: Final = 8
 """The hot path reads the clock on every 8th frame of a stream (see ``ticks``): a frame
 is placed in the second of the last read, at most seven frames late (a quarter of a
 second at 30 fps: noise against a 10 s window, and a clock read costs as much as the
 rest of the per-stream work)."""
+
+NO_FRAME_YET: Final = -(2**63)
+"""The open second of a window that never saw a frame (no clock reads that far back):
+once one arrives the open second is a clock second for good, and the open second's
+list is never empty again."""
 
 # A second's frames kept at most: far above any real frame rate (several renditions
 # at 60 fps), low enough that a peer flooding frames cannot make the window large (the
@@ -79,7 +84,7 @@ class LagWindow:
         # owner sets it to its threshold, or below 0 to pick the next frame).
         self.cut = cut
         # The open second (clock seconds, truncated) and its lags, in arrival order.
-        self.second = -1
+        self.second = NO_FRAME_YET
         self.current: list[float] = []
         # The hot path's view: before ``roll_at`` (the next second) a frame is just
         # ``append(lag)``; from it on, :meth:`add` closes the second first.

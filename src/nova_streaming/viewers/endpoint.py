@@ -23,7 +23,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nova_streaming.registry import InvalidStreamId, normalize_stream_id
 from nova_streaming.service import Service
-from nova_streaming.viewers.hub import CLOSE_GOING_AWAY, CLOSE_NORMAL, Viewer, message
+from nova_streaming.viewers.hub import (
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    SendResult,
+    Viewer,
+    message,
+    send_now,
+)
+from nova_streaming.viewers.protocol import LeanWebSocketProtocol
 
 __all__ = [
     "CLOSE_INVALID_ID",
@@ -57,12 +65,18 @@ class AsgiViewerSocket:
         socket = AsgiViewerSocket(send)
         await socket.send_text('{"type":"hello"}')
         await socket.close(1000, "stream ended")
+
+    When ``send`` is the ``send`` of a :class:`LeanWebSocketProtocol` connection (what
+    the service runs), broadcasts write their pre-encoded frame straight to it
+    (:meth:`send_frame_now`); any other ASGI server goes through ``send``.
     """
 
-    __slots__ = ("_send",)
+    __slots__ = ("_send", "_wire")
 
     def __init__(self, send: Send) -> None:
         self._send = send
+        wire = getattr(send, "__self__", None)
+        self._wire = wire if isinstance(wire, LeanWebSocketProtocol) else None
 
     def send_text(self, data: str) -> Awaitable[None]:
         """Send one text frame (the server's coroutine, for :func:`send_now` to step)."""
@@ -71,6 +85,15 @@ class AsgiViewerSocket:
     def close(self, code: int = 1000, reason: str | None = None) -> Awaitable[None]:
         """Start the closing handshake."""
         return self._send({"type": "websocket.close", "code": code, "reason": reason or ""})
+
+    def send_frame_now(self, frame: bytes, text: str) -> SendResult:
+        """Send one broadcast now: ``frame`` (``text`` encoded by
+        :func:`~nova_streaming.viewers.hub.text_frame`) written to the connection as is,
+        or ``text`` through ``send`` stepped by :func:`send_now`."""
+        wire = self._wire
+        if wire is not None:
+            return wire.send_frame_now(frame)
+        return send_now(self.send_text(text))
 
 
 async def _refuse(

@@ -31,7 +31,7 @@ from nova_streaming.service_metrics import ServiceMetrics
 from nova_streaming.settings import Settings
 from streaming_metrics import StreamingMetrics
 
-__all__ = ["SendResult", "Viewer", "ViewerHub", "ViewerSocket", "send_now"]
+__all__ = ["SendResult", "Viewer", "ViewerHub", "ViewerSocket", "send_now", "text_frame"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,11 @@ class ViewerSocket(Protocol):
         """Start the closing handshake."""
         ...
 
+    def send_frame_now(self, frame: bytes, text: str) -> SendResult:
+        """Send ``text`` now, as :func:`send_now` would, given its encoded server frame
+        ``frame`` (:func:`text_frame`), which a socket may write as is."""
+        ...
+
 
 class SendResult(Enum):
     """Outcome of :func:`send_now`."""
@@ -58,6 +63,25 @@ class SendResult(Enum):
     SENT = "sent"
     BLOCKED = "blocked"
     CLOSED = "closed"
+
+
+def text_frame(text: str) -> bytes:
+    """``text`` as one unfragmented, unmasked WebSocket text frame (RFC 6455 5.2): what
+    a server sends. A broadcast encodes it once for all its viewers instead of once per
+    viewer (server frames are never masked, so every viewer's bytes are the same).
+
+    >>> text_frame("hi")
+    b'\\x81\\x02hi'
+    """
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 0x10000:
+        header = bytes((0x81, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + size.to_bytes(8, "big")
+    return header + payload
 
 
 def send_now(send: Awaitable[None]) -> SendResult:
@@ -250,8 +274,9 @@ class ViewerHub:
     def broadcast(self, stream_id: str, text: str) -> int:
         """Send ``text`` to every local viewer of ``stream_id``; returns viewers reached."""
         sent = 0
+        frame = text_frame(text)
         for viewer in list(self._streams.get(stream_id, ())):
-            result = send_now(viewer.socket.send_text(text))
+            result = viewer.socket.send_frame_now(frame, text)
             if result is SendResult.SENT:
                 sent += 1
             elif result is SendResult.BLOCKED:

@@ -36,6 +36,9 @@ from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.frames import Frame
+from websockets.protocol import State
+
+from nova_streaming.viewers.hub import SendResult
 
 __all__ = ["KEEPALIVE_TICK", "KeepaliveWheel", "LeanWebSocketProtocol", "viewer_ws_protocol"]
 
@@ -215,6 +218,30 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         # list instead of two per connection (websockets only iterates them).
         self.conn.available_extensions = None
         self.conn.extensions = _NO_EXTENSIONS
+
+    def send_frame_now(self, frame: bytes) -> SendResult:
+        """Write ``frame``, an encoded server text frame, if uvicorn's ``send`` of a
+        ``websocket.send`` message would write it without waiting, with the same
+        outcome: ``BLOCKED`` while writing is paused (the peer is not reading: uvicorn
+        would wait), ``CLOSED`` where uvicorn would raise (the connection lost, our close
+        frame sent, the peer's received), ``SENT`` once written.
+
+        What it skips is per-viewer work a broadcast repeats for nothing: an ASGI
+        message dict, a coroutine, websockets' frame object and its serialisation,
+        which only checks the state this checks (no extension is ever negotiated, and
+        the service never sends a fragmented message)."""
+        if not self.writable.is_set():
+            return SendResult.BLOCKED
+        if (
+            self.disconnected
+            or self.close_sent
+            or not self.handshake_complete
+            or self.initial_response is not None
+            or self.conn.state is not State.OPEN
+        ):
+            return SendResult.CLOSED
+        self.transport.write(frame)
+        return SendResult.SENT
 
     # --- keep-alive on the wheel (uvicorn's logic, without a timer per connection) ---
 

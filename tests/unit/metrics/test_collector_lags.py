@@ -61,3 +61,41 @@ def test_lags_equal_value_of_every_window(monkeypatch: pytest.MonkeyPatch, slice
     # A pause after each slice of windows: a render can hand the GIL over there.
     windows = sum(rec.lag is not None for rec in records)
     assert len(pauses) >= windows // slice_size
+
+
+@pytest.mark.parametrize(
+    "kinds",
+    [
+        ["current"],  # every stream sending: the p95 column read whole
+        ["empty"],  # no stream sent a frame yet: no series, nothing computed
+        ["current", "empty", "none"],  # read in C without value()
+        ["stale", "old"],  # every window through value()
+    ],
+    ids=["all-current", "all-empty", "current-and-empty", "all-stale"],
+)
+def test_lags_of_uniform_windows_equal_value(kinds: list[str]) -> None:
+    """The shortcuts taken when all windows are in the common states give value()'s
+    answers too, in record order."""
+    records = []
+    expected: dict[str, float] = {}
+    for index, kind in enumerate(kinds * 4):
+        rec = StreamRecord(f"{kind}-{index}", tracked=True)
+        rec.lag = _window(kind)
+        records.append(rec)
+        value = rec.lag.value(NOW) if rec.lag is not None else None
+        if value is not None:
+            expected[rec.stream_id] = value
+    family = _collector._lags(records, _collector.stream_ids(records), NOW)
+    assert list(zip(family.columns[0], family.values, strict=True)) == list(expected.items())
+
+
+def test_a_window_fed_at_negative_clock_times_is_not_taken_for_empty() -> None:
+    """A clock may start below zero (an injected test clock): a frame in second -1 is
+    a frame, not the never-framed marker."""
+    window = LagWindow("s")
+    window.add(0.75, -1.5)  # int(-1.5) == -1
+    record = StreamRecord("neg", tracked=True)
+    record.lag = window
+    assert window.value(-0.2) == 0.75  # second -1 is closed by then
+    family = _collector._lags([record], ["neg"], -0.2)
+    assert family.values == [0.75]

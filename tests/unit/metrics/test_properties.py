@@ -8,7 +8,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from streaming_metrics import StreamingMetrics
 from streaming_metrics import definitions as d
@@ -215,6 +215,19 @@ def test_random_call_sequences_keep_invariants(ops: list[tuple[Any, ...]]) -> No
     for op in ops:
         apply(metrics, clock, model, op)
         check(metrics, registry, clock, model)
+        assert_scrape_reuse_is_invisible(metrics, registry)
+
+
+def assert_scrape_reuse_is_invisible(
+    metrics: StreamingMetrics, registry: CollectorRegistry
+) -> None:
+    """What a scrape reuses from the last one (the record list and stream id column
+    while the roster is unchanged, the stream_info columns while no info changed) never
+    shows: the page equals the one rendered with nothing to reuse."""
+    reused = generate_latest(registry)
+    metrics._roster = None
+    metrics._info_memo.last = None
+    assert generate_latest(registry) == reused
 
 
 @settings(max_examples=100, deadline=None)
