@@ -10,15 +10,17 @@ could otherwise move the error rate); a malformed or silent peer costs only its 
 connection, and a peer that never sends a byte (a port scan, a TCP probe) counts
 nothing.
 
-Cost per stream: nginx writes about one segment per RTMP message, so the cost is per
-read. On asyncio's own loops every connection reads straight into one buffer the
-receiver shares (``asyncio.BufferedProtocol``; :data:`READ_BUFFER_SIZE`): their plain
-protocol path allocates a new 256 KiB ``bytes`` per read. uvloop reads into its own
+Cost per stream: nginx writes about one segment per RTMP chunk (one to three chunks
+per read), so the cost is per read and per chunk. On asyncio's own loops every
+connection reads straight into one buffer the receiver shares
+(``asyncio.BufferedProtocol``; :data:`READ_BUFFER_SIZE`): their plain protocol path
+allocates a new 256 KiB ``bytes`` per read. uvloop reads into its own
 buffer in C and hands over bytes of the size read, cheaper than a Python ``get_buffer``
 call per read, so there the plain protocol is used. Either way the sans-IO session
-parses the headers in place; the work per read is batched (one clock read, one bitrate
-sample and at most one bitrate report per read, whatever the number of messages), and
-only video frames reach the sink one by one.
+parses the headers in place and hands media over as the chunk reader's records
+(``RtmpServerSession.feed``: no event object per message); the work per read is
+batched (one clock read, one bitrate sample and at most one bitrate report per read,
+whatever the number of messages), and only video frames reach the sink one by one.
 
 Example::
 

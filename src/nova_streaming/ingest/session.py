@@ -14,6 +14,8 @@ the caller closes the connection. Replies accumulate until ``data_to_send()``.
 Input comes as bytes (``receive``) or, with no copy, read straight into a buffer
 (``get_buffer`` / ``buffer_updated``, for ``asyncio.BufferedProtocol``). Media messages
 become one small :class:`MediaReceived` tuple each; their payloads are never copied.
+``feed`` / ``feed_buffered`` are the receiver's variants: media stay the chunk reader's
+record tuples (no event object per message), the other events are the same.
 
 Example::
 
