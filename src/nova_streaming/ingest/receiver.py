@@ -37,7 +37,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from enum import Enum, StrEnum
 from typing import NamedTuple, Protocol, cast
 
@@ -306,7 +306,7 @@ class _Connection(asyncio.Protocol):
         if events:
             self.receiver.handle_events(self, events)
 
-    def _after_read(self, events: list[FeedItem]) -> None:
+    def _after_read(self, events: Sequence[FeedItem]) -> None:
         rtmp = self.rtmp
         if rtmp.has_data_to_send() and not self.write(rtmp.data_to_send()):
             return
@@ -536,7 +536,7 @@ class IngestReceiver:
         except Exception:
             log.exception("ingest: sink.on_publish_stop failed")
 
-    def handle_events(self, conn: _Connection, events: list[FeedItem]) -> None:
+    def handle_events(self, conn: _Connection, events: Sequence[FeedItem]) -> None:
         now = self.clock()
         # Media of one read is accounted once (bytes, last media time, bitrate); the
         # pending batch is settled before any other event, so each event still sees

@@ -29,6 +29,7 @@ Example::
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, TypeAlias
 
@@ -236,7 +237,7 @@ class RtmpServerSession:
         """Consume peer bytes; raise ``RtmpProtocolError`` on anything malformed."""
         return self._media_events(self.feed(data))
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[FeedItem]:
+    def feed(self, data: bytes | bytearray | memoryview) -> Sequence[FeedItem]:
         """Like :meth:`receive`, but each audio/video message (while publishing) stays
         the reader's plain :data:`~nova_streaming.ingest.chunks.Record` tuple: ``[1]``
         the type id (8 audio, 9 video), ``[3]`` the timestamp, ``[4]`` the size, ``[5]``
@@ -267,7 +268,7 @@ class RtmpServerSession:
         """``nbytes`` were read into the last :meth:`get_buffer`; like :meth:`receive`."""
         return self._media_events(self.feed_buffered(nbytes))
 
-    def feed_buffered(self, nbytes: int) -> list[FeedItem]:
+    def feed_buffered(self, nbytes: int) -> Sequence[FeedItem]:
         """Like :meth:`buffer_updated`, with media left as records (see :meth:`feed`)."""
         scratch = self._handshake_buffer
         if scratch is not None:
@@ -276,7 +277,7 @@ class RtmpServerSession:
         return self._dispatch(self._reader.buffer_updated(nbytes))
 
     @staticmethod
-    def _media_events(items: list[FeedItem]) -> list[SessionEvent]:
+    def _media_events(items: Sequence[FeedItem]) -> list[SessionEvent]:
         events: list[SessionEvent] = []
         media = _new_tuple  # MediaReceived(...) minus a Python frame per message
         for item in items:
@@ -294,7 +295,26 @@ class RtmpServerSession:
                 events.append(media(MediaReceived, (False, record[3], record[4], is_frame, False)))
         return events
 
-    def _dispatch(self, records: list[Record]) -> list[FeedItem]:
+    def _dispatch(self, records: list[Record]) -> Sequence[FeedItem]:
+        # While publishing a read is almost always media only (or no whole message):
+        # then the reader's list is handed over as it is, no second list.
+        items: Sequence[FeedItem] = records
+        if self.publishing:
+            for record in records:
+                if record[1] not in _MEDIA:
+                    items = self._sort(records)
+                    break
+        elif records:
+            items = self._sort(records)
+        if self._ack_window:
+            received = self._reader.bytes_received
+            if received - self._acked >= self._ack_window:
+                self._acked = received
+                self._out += control_message(MSG_ACK, received)
+        return items
+
+    def _sort(self, records: list[Record]) -> list[FeedItem]:
+        """Media records (while publishing) as they are, the rest handled in order."""
         items: list[FeedItem] = []
         publishing = self.publishing  # changes only in _control
         for record in records:
@@ -304,11 +324,6 @@ class RtmpServerSession:
             else:
                 self._control(Message._make(record), items)
                 publishing = self.publishing
-        if self._ack_window:
-            received = self._reader.bytes_received
-            if received - self._acked >= self._ack_window:
-                self._acked = received
-                self._out += control_message(MSG_ACK, received)
         return items
 
     def _control(self, msg: Message, events: list[FeedItem]) -> None:
