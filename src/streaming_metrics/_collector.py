@@ -8,10 +8,10 @@ exposition can write their lines without one Sample per series.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import compress, repeat
 from operator import attrgetter, contains, eq, getitem, is_not, itemgetter, methodcaller, not_
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -23,7 +23,6 @@ from streaming_metrics._lag import NO_FRAME_YET, LagWindow
 from streaming_metrics._line_cache import LineCache
 from streaming_metrics._stream import StreamRecord
 
-_S = TypeVar("_S")
 _T = TypeVar("_T")
 
 
@@ -175,12 +174,17 @@ _LAG_SLICE = 1_000
 _SLICE = 5_000
 
 
-def _column(get: Callable[[_S], _T], rows: list[_S]) -> list[_T]:
-    """``get`` of every row, read in C slice by slice with pauses between."""
-    column: list[_T] = []
+def _column(rows: Sequence[Any], *gets: Callable[[Any], Any]) -> list[Any]:
+    """``gets`` applied in turn to every row (``_column(rows, f, g)`` holds ``g(f(row))``:
+    one pass, each value taken right after the one before it), read in C slice by
+    slice with pauses between."""
+    column: list[Any] = []
     for start in range(0, len(rows), _SLICE):
         pause_point()
-        column.extend(map(get, rows[start : start + _SLICE]))
+        values: Iterable[Any] = rows[start : start + _SLICE]
+        for get in gets:
+            values = map(get, values)
+        column.extend(values)
     pause_point()
     return column
 
@@ -188,7 +192,7 @@ def _column(get: Callable[[_S], _T], rows: list[_S]) -> list[_T]:
 def stream_ids(records: list[StreamRecord]) -> list[str]:
     """The stream id column, read once per scrape and shared by every per-stream family
     (a stream's id never changes; each family filters it by its own value column)."""
-    return _column(_SID, records)
+    return _column(records, _SID)
 
 
 def _present(sids: list[str], values: list[_T | None]) -> tuple[list[str], list[_T]]:
@@ -203,25 +207,20 @@ def _present(sids: list[str], values: list[_T | None]) -> tuple[list[str], list[
 
 
 def _connections(records: list[StreamRecord], sids: list[str]) -> _StreamFamily:
-    # The length of each viewer list: a list changes in place, so each count is the
-    # one it had when its length was read.
-    values: list[float] = []
-    for start in range(0, len(records), _SLICE):
-        pause_point()
-        # One pass: each count is taken right after its list is read.
-        values.extend(map(float, map(len, map(_VIEWERS, records[start : start + _SLICE]))))
-    pause_point()
+    # The length of each viewer list, taken as soon as the list is read: a list changes
+    # in place, so each count is the one it had at that moment.
+    values: list[float] = _column(records, _VIEWERS, len, float)
     return _StreamFamily(d.WEBSOCKET_CONNECTIONS, (sids,), values)
 
 
 def _peaks(records: list[StreamRecord], all_sids: list[str]) -> _StreamFamily:
-    peaks = _column(_PEAK, records)
+    peaks = _column(records, _PEAK)
     sids, values = _present(all_sids, peaks)
     return _StreamFamily(d.PEAK_VIEWERS, (sids,), values)
 
 
 def _bitrates(records: list[StreamRecord], all_sids: list[str]) -> _StreamFamily:
-    rates = _column(_BITRATES, records)
+    rates = _column(records, _BITRATES)
     sids: list[str] = []
     qualities: list[str] = []
     values: list[float] = []
@@ -255,7 +254,7 @@ class InfoMemo:
 def _infos(
     records: list[StreamRecord], all_sids: list[str], memo: InfoMemo | None = None
 ) -> _StreamFamily:
-    infos = _column(_INFO, records)
+    infos = _column(records, _INFO)
     last = memo.last if memo is not None else None
     # Same stream id column (the same list object: the roster did not change) and equal
     # info tuples (compared by identity first, in C): the same rows as last time.
@@ -264,45 +263,41 @@ def _infos(
     else:
         sids, started = _present(all_sids, infos)
         # _column pauses before and after each slice: no pause_point() of its own needed.
-        columns = (sids, _column(_REGION, started), _column(_KIND, started))
+        columns = (sids, _column(started, _REGION), _column(started, _KIND))
         if memo is not None:
             memo.last = (all_sids, infos, columns)
     return _StreamFamily(d.STREAM_INFO, columns, [1.0] * len(columns[0]))
 
 
 def _lags(records: list[StreamRecord], all_sids: list[str], now: float) -> _StreamFamily:
-    sids, windows = _present(all_sids, _column(_LAG, records))
+    sids, windows = _present(all_sids, _column(records, _LAG))
     second = int(now)
     # LagWindow.value answers from its fields alone in the two common cases: a window
     # whose open second is now's gives its p95 (every stream sending: the usual case),
-    # one that never saw a frame (its second still NO_FRAME_YET) gives None. Both
-    # are read here for all windows at once in C, from the column of open seconds.
-    # Only the rest (streams that stopped sending) run value(): Python work, a
-    # microsecond or more each, in slices that end with a chance to hand the GIL over.
+    # one that never saw a frame (its second still NO_FRAME_YET) gives None. When all
+    # windows are in one of them the family is one column read (or nothing); a mix is
+    # read slice by slice in C, and only the rest (streams that stopped sending) run
+    # value(): Python work, a microsecond or more each, in slices that end with a
+    # chance to hand the GIL over.
     # test_collector_lags checks this against value() for every kind of window.
-    seconds = _column(_SECOND, windows)
-    fresh = seconds.count(second)
-    if fresh == len(windows):
-        lags: list[float | None] = _column(_P95, windows)
-    elif fresh + seconds.count(NO_FRAME_YET) == len(windows):
-        if not fresh:
-            return _StreamFamily(d.STREAM_INGEST_LAG_SECONDS, ([],), [])
-        # (p95, None)[is_fresh is False] in C: the p95 of fresh windows, else None.
-        is_fresh = list(map(eq, seconds, repeat(second)))
-        pause_point()
-        lags = list(map(getitem, zip(_column(_P95, windows), repeat(None)), map(not_, is_fresh)))
+    seconds: list[int] = _column(windows, _SECOND)
+    if seconds.count(second) == len(windows):
+        lags: list[float | None] = _column(windows, _P95)
+    elif seconds.count(NO_FRAME_YET) == len(windows):
+        return _StreamFamily(d.STREAM_INGEST_LAG_SECONDS, ([],), [])
     else:
-        lags = _stale_lags(windows, seconds, second, now)
+        lags = _window_values(windows, seconds, second, now)
     sids, values = _present(sids, lags)
     pause_point()
     return _StreamFamily(d.STREAM_INGEST_LAG_SECONDS, (sids,), values)
 
 
-def _stale_lags(
+def _window_values(
     windows: list[LagWindow], seconds: list[int], second: int, now: float
 ) -> list[float | None]:
-    """Each window's value at ``now``: fresh and empty ones read in C, the rest (some
-    stream stopped sending) by ``value``, slice by slice."""
+    """Each window's value at ``now`` (their open ``seconds`` read already): current and
+    never-framed ones read in C, the rest (streams that stopped sending) by ``value``,
+    slice by slice."""
     value = methodcaller("value", now)
     lags: list[float | None] = []
     for start in range(0, len(windows), _LAG_SLICE):
@@ -321,9 +316,9 @@ def _stale_lags(
 
 
 def _drops(records: list[StreamRecord], all_sids: list[str]) -> _StreamFamily:
-    drops = _column(_DROPS, records)
+    drops = _column(records, _DROPS)
     sids, counts = _present(all_sids, drops)
-    return _StreamFamily(d.STREAM_FRAME_DROPS, (sids,), _column(float, counts))
+    return _StreamFamily(d.STREAM_FRAME_DROPS, (sids,), _column(counts, float))
 
 
 def _family(definition: d.MetricDefinition) -> Metric:
