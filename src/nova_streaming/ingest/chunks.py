@@ -289,24 +289,17 @@ class ChunkReader:
                     f"chunks: format-{fmt} header inside a fragmented message on "
                     f"chunk stream {csid}"
                 )
-            elif fmt == 1:
-                if hp + 7 > end:
+            elif fmt < 2:
+                # Format 1 is format 0 without the message stream id (it keeps prev's).
+                size = 7 if fmt else 11
+                if hp + size > end:
                     break
                 high, low, length_high, length_low, type_id = _FMT1(buf, hp)
                 field = high << 16 | low
                 length = length_high << 16 | length_low
-                stream_id = prev.stream_id
+                stream_id = prev.stream_id if fmt else _U32LE.unpack_from(buf, hp + 7)[0]
                 ext = field == _EXTENDED
-                hp += 7
-            elif fmt == 0:
-                if hp + 11 > end:
-                    break
-                high, low, length_high, length_low, type_id = _FMT1(buf, hp)
-                field = high << 16 | low
-                length = length_high << 16 | length_low
-                stream_id = _U32LE.unpack_from(buf, hp + 7)[0]
-                ext = field == _EXTENDED
-                hp += 11
+                hp += size
             else:
                 if hp + 3 > end:
                     break
