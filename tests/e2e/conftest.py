@@ -12,12 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from nova_streaming.stack.ports import free_port
-from nova_streaming.stack.prometheus import (
-    PrometheusConfig,
-    prometheus_argv,
-    render_prometheus_config,
-)
-from nova_streaming.stack.supervisor import Supervisor, http_ready
+from nova_testing.prometheus import running_prometheus
 from streaming_metrics import definitions as d
 
 STREAMS = ("3f1c2b9e-5f0a-4c1e-9d2a-0b1c2d3e4f50", "7a8b9c0d-1e2f-4a3b-8c5d-6e7f8091a2b3")
@@ -113,7 +108,6 @@ class RunningPrometheus:
     """A real Prometheus on a free port."""
 
     url: str
-    port: int
 
 
 @pytest.fixture
@@ -126,23 +120,5 @@ def prometheus(synthetic_exporter: Exporter, tmp_path: Path) -> Iterator[Running
         tmp_path / "rules.yml",
         RenderOptions(eval_interval="1s", for_scale=0.05, rate_window="30s"),
     )
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        render_prometheus_config(
-            PrometheusConfig(
-                metrics_targets=[f"127.0.0.1:{synthetic_exporter.port}"],
-                rule_files=[rules],
-                scrape_interval=1.0,
-                scrape_timeout=1.0,
-                evaluation_interval=1.0,
-            )
-        )
-    )
-    with Supervisor(tmp_path / "run") as supervisor:
-        supervisor.start(
-            "prometheus",
-            prometheus_argv(config, tmp_path / "data", port),
-            ready=http_ready(f"http://127.0.0.1:{port}/-/ready"),
-        )
-        yield RunningPrometheus(f"http://127.0.0.1:{port}", port)
+    with running_prometheus(tmp_path, [f"127.0.0.1:{synthetic_exporter.port}"], [rules]) as url:
+        yield RunningPrometheus(url)

@@ -8,25 +8,14 @@ carry every series, and the changed value must arrive.
 
 from __future__ import annotations
 
-import json
-import time
-import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from nova_streaming.stack.ports import free_port
-from nova_streaming.stack.prometheus import (
-    PrometheusConfig,
-    prometheus_argv,
-    render_prometheus_config,
-)
-from nova_streaming.stack.supervisor import Supervisor, http_ready
+from nova_testing.prometheus import instant_query, poll, running_prometheus
 from streaming_metrics import StreamingMetrics, start_metrics_server
 from streaming_metrics import definitions as d
 
@@ -40,27 +29,9 @@ def sid(n: int) -> str:
     return str(uuid.UUID(int=n + 1, version=4))
 
 
-def query(base: str, promql: str) -> list[Any]:
-    url = f"{base}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        result: list[Any] = json.loads(response.read())["data"]["result"]
-    return result
-
-
 def scalar(base: str, promql: str) -> float | None:
-    result = query(base, promql)
+    result = instant_query(base, promql)
     return float(result[0]["value"][1]) if result else None
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.25)
 
 
 @pytest.fixture
@@ -80,35 +51,16 @@ def test_prometheus_reads_every_series_from_reused_gzip_segments(
     exporter: tuple[StreamingMetrics, int], tmp_path: Path
 ) -> None:
     metrics, port = exporter
-    prom_port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        render_prometheus_config(
-            PrometheusConfig(
-                metrics_targets=[f"127.0.0.1:{port}"],
-                rule_files=[],
-                scrape_interval=1.0,
-                scrape_timeout=1.0,
-                evaluation_interval=1.0,
-            )
-        )
-    )
-    base = f"http://127.0.0.1:{prom_port}"
-    with Supervisor(tmp_path / "run") as supervisor:
-        supervisor.start(
-            "prometheus",
-            prometheus_argv(config, tmp_path / "data", prom_port),
-            ready=http_ready(f"{base}/-/ready"),
-        )
+    with running_prometheus(tmp_path, [f"127.0.0.1:{port}"]) as base:
         every = f"count({CONNECTIONS})"
-        wait_for(lambda: scalar(base, every) == STREAMS, 60, "every series scraped")
+        poll(lambda: scalar(base, every) == STREAMS, 60, "every series scraped")
         # Two chunks change (their last lines: the next chunk's reused segment must
         # not refer back to the old text); the rest are reused, scrape after scrape.
         changed = f'{CONNECTIONS}{{stream_id="{sid(1_999)}"}}'
         for step in range(1, 4):
             for n in (999, 1_999):
                 metrics.record_websocket_connection(sid(n))
-            wait_for(lambda s=step: scalar(base, changed) == 1 + s, 30, f"change {step}")
+            poll(lambda s=step: scalar(base, changed) == 1 + s, 30, f"change {step}")
             assert scalar(base, every) == STREAMS
             assert scalar(base, f"sum({CONNECTIONS})") == STREAMS + 2 * step
         # Every scrape so far succeeded (a body Prometheus could not decode is a down

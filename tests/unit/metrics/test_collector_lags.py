@@ -38,19 +38,25 @@ def _window(kind: str) -> LagWindow | None:
 KINDS = ["none", "empty", "current", "stale", "old"]
 
 
-@pytest.mark.parametrize("slice_size", [1, 2, 1_000])
-def test_lags_equal_value_of_every_window(monkeypatch: pytest.MonkeyPatch, slice_size: int) -> None:
-    """Every kind of window, in slices of several sizes: the value() of each."""
-    monkeypatch.setattr(_collector, "_LAG_SLICE", slice_size)
+def _records(kinds: list[str]) -> tuple[list[StreamRecord], dict[str, float]]:
+    """A record per kind, in order, and the value() of each that has one (by id)."""
     records = []
     expected: dict[str, float] = {}
-    for index, kind in enumerate(KINDS * 3):
+    for index, kind in enumerate(kinds):
         rec = StreamRecord(f"{kind}-{index}", tracked=True)
         rec.lag = _window(kind)
         records.append(rec)
         value = rec.lag.value(NOW) if rec.lag is not None else None
         if value is not None:
             expected[rec.stream_id] = value
+    return records, expected
+
+
+@pytest.mark.parametrize("slice_size", [1, 2, 1_000])
+def test_lags_equal_value_of_every_window(monkeypatch: pytest.MonkeyPatch, slice_size: int) -> None:
+    """Every kind of window, in slices of several sizes: the value() of each."""
+    monkeypatch.setattr(_collector, "_LAG_SLICE", slice_size)
+    records, expected = _records(KINDS * 3)
     assert {sid.split("-")[0] for sid in expected} == {"current", "stale"}
     pauses: list[int] = []
     with pausing(lambda: pauses.append(1)):
@@ -68,7 +74,7 @@ def test_lags_equal_value_of_every_window(monkeypatch: pytest.MonkeyPatch, slice
     [
         ["current"],  # every stream sending: the p95 column read whole
         ["empty"],  # no stream sent a frame yet: no series, nothing computed
-        ["current", "empty", "none"],  # read in C without value()
+        ["current", "empty", "none"],  # a mix, read slice by slice without value()
         ["stale", "old"],  # every window through value()
     ],
     ids=["all-current", "all-empty", "current-and-empty", "all-stale"],
@@ -76,15 +82,7 @@ def test_lags_equal_value_of_every_window(monkeypatch: pytest.MonkeyPatch, slice
 def test_lags_of_uniform_windows_equal_value(kinds: list[str]) -> None:
     """The shortcuts taken when all windows are in the common states give value()'s
     answers too, in record order."""
-    records = []
-    expected: dict[str, float] = {}
-    for index, kind in enumerate(kinds * 4):
-        rec = StreamRecord(f"{kind}-{index}", tracked=True)
-        rec.lag = _window(kind)
-        records.append(rec)
-        value = rec.lag.value(NOW) if rec.lag is not None else None
-        if value is not None:
-            expected[rec.stream_id] = value
+    records, expected = _records(kinds * 4)
     family = _collector._lags(records, _collector.stream_ids(records), NOW)
     assert list(zip(family.columns[0], family.values, strict=True)) == list(expected.items())
 

@@ -10,7 +10,6 @@ prometheus_client's page, and that unchanged chunks really were reused.
 from __future__ import annotations
 
 import gzip
-import uuid
 import zlib
 from collections.abc import Iterator
 
@@ -18,33 +17,20 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from streaming_metrics import StreamingMetrics
+from nova_testing.live_metrics import REGION, Live, live_metrics
+from nova_testing.live_metrics import stream_id as sid
 from streaming_metrics import _exposition as exposition
 from streaming_metrics._exposition import Exposition, Render, Request, Response
 
 TEXT = "text/plain;version=0.0.4"
 OPENMETRICS = "application/openmetrics-text;version=1.0.0"
-REGION = "eu-west-1"
-
-
-def sid(n: int) -> str:
-    return str(uuid.UUID(int=n + 1, version=4))
 
 
 @pytest.fixture
-def live() -> Iterator[tuple[StreamingMetrics, CollectorRegistry, list[float]]]:
+def live() -> Iterator[Live]:
     """3k streams (several chunks of 1,000 lines per family) on a settable clock."""
-    registry = CollectorRegistry()
-    now = [1000.0]
-    metrics = StreamingMetrics(
-        registry, regions=[REGION], clock=lambda: now[0], series_linger_seconds=1.0
-    )
-    for n in range(3_000):
-        metrics.record_stream_started(sid(n), REGION)
-        metrics.record_websocket_connection(sid(n))
-        metrics.record_viewer_count_change(sid(n), n, REGION)
-    yield metrics, registry, now
-    metrics.unregister()
+    with live_metrics(3_000) as made:
+        yield made
 
 
 def render_gzip(expo: Exposition, accept: str) -> Response:
@@ -80,7 +66,7 @@ def reused(before: dict[int, tuple[bytes, bytes]], after: dict[int, tuple[bytes,
 @pytest.mark.parametrize("accept", [TEXT, OPENMETRICS])
 @pytest.mark.parametrize("segment_bytes", [exposition._SEGMENT_BYTES, 1_024])
 def test_gzip_bodies_through_changes(
-    live: tuple[StreamingMetrics, CollectorRegistry, list[float]],
+    live: Live,
     monkeypatch: pytest.MonkeyPatch,
     accept: str,
     segment_bytes: int,
@@ -118,7 +104,7 @@ def test_gzip_bodies_through_changes(
 
 
 def test_text_and_openmetrics_renders_alternate(
-    live: tuple[StreamingMetrics, CollectorRegistry, list[float]],
+    live: Live,
 ) -> None:
     """Two formats scraped in turn share chunks and segments: each body stays its own."""
     _, registry, _ = live

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import math
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,14 +17,14 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from streaming_metrics import StreamingMetrics
+from nova_testing.live_metrics import REGION, Live, live_metrics
+from nova_testing.live_metrics import stream_id as sid
 from streaming_metrics import _exposition as exposition
 from streaming_metrics._exposition import Exposition, Render, Request, Response
 from streaming_metrics._line_cache import LineCache
 
 TEXT = "text/plain;version=0.0.4"
 OPENMETRICS = "application/openmetrics-text;version=1.0.0"
-REGION = "eu-west-1"
 
 
 @dataclass
@@ -38,10 +37,6 @@ class Family:
     values: list[float]
 
 
-def sid(n: int) -> str:
-    return str(uuid.UUID(int=n + 1, version=4))
-
-
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunks of 64 rows, so a 1k-stream family spans many chunks."""
@@ -49,19 +44,10 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def live() -> Iterator[tuple[StreamingMetrics, CollectorRegistry, list[float]]]:
+def live() -> Iterator[Live]:
     """A StreamingMetrics with 1k streams on a settable clock."""
-    registry = CollectorRegistry()
-    now = [1000.0]
-    metrics = StreamingMetrics(
-        registry, regions=[REGION], clock=lambda: now[0], series_linger_seconds=1.0
-    )
-    for n in range(1_000):
-        metrics.record_stream_started(sid(n), REGION)
-        metrics.record_websocket_connection(sid(n))
-        metrics.record_viewer_count_change(sid(n), n, REGION)
-    yield metrics, registry, now
-    metrics.unregister()
+    with live_metrics(1_000) as made:
+        yield made
 
 
 def render(expo: Exposition, accept: str, encoding: str = "identity") -> Response:
@@ -77,7 +63,7 @@ def assert_pages_match(expo: Exposition, registry: CollectorRegistry) -> None:
 
 @pytest.mark.usefixtures("small_chunks")
 def test_pages_match_through_changes(
-    live: tuple[StreamingMetrics, CollectorRegistry, list[float]],
+    live: Live,
 ) -> None:
     """Unchanged, values changed, streams added, ended and forgotten: always identical."""
     metrics, registry, now = live
@@ -106,9 +92,7 @@ def test_pages_match_through_changes(
 
 @pytest.mark.usefixtures("small_chunks")
 @pytest.mark.parametrize("accept", [TEXT, OPENMETRICS])
-def test_gzip_page_is_the_encoders_page(
-    live: tuple[StreamingMetrics, CollectorRegistry, list[float]], accept: str
-) -> None:
+def test_gzip_page_is_the_encoders_page(live: Live, accept: str) -> None:
     """With gzip, the body decompresses to prometheus_client's page, every time."""
     _, registry, _ = live
     expo = Exposition(registry, None)
