@@ -251,11 +251,9 @@ class InfoMemo:
         self.last = None
 
 
-def _infos(
-    records: list[StreamRecord], all_sids: list[str], memo: InfoMemo | None = None
-) -> _StreamFamily:
+def _infos(records: list[StreamRecord], all_sids: list[str], memo: InfoMemo) -> _StreamFamily:
     infos = _column(records, _INFO)
-    last = memo.last if memo is not None else None
+    last = memo.last
     # Same stream id column (the same list object: the roster did not change) and equal
     # info tuples (compared by identity first, in C): the same rows as last time.
     if last is not None and last[0] is all_sids and last[1] == infos:
@@ -264,8 +262,7 @@ def _infos(
         sids, started = _present(all_sids, infos)
         # _column pauses before and after each slice: no pause_point() of its own needed.
         columns = (sids, _column(started, _REGION), _column(started, _KIND))
-        if memo is not None:
-            memo.last = (all_sids, infos, columns)
+        memo.last = (all_sids, infos, columns)
     return _StreamFamily(d.STREAM_INFO, columns, [1.0] * len(columns[0]))
 
 

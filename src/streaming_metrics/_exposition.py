@@ -555,9 +555,7 @@ _SEGMENT_BYTES = 16_384
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\x03"
 
 
-def _compress(
-    parts: list[bytes], yielding: _Yielding, segments: GzipSegments | None = None
-) -> list[bytes]:
+def _compress(parts: list[bytes], yielding: _Yielding, segments: GzipSegments) -> list[bytes]:
     """``parts`` as one gzip member, with hand-offs between parts.
 
     zlib releases the GIL while it compresses (and while it computes a CRC of more
@@ -566,7 +564,7 @@ def _compress(
     everywhere else. Large parts reuse their compressed form from ``segments``.
     """
     yielding.phase = "compressing"
-    previous = segments.last if segments is not None else {}
+    previous = segments.last
     kept: dict[int, tuple[bytes, bytes]] = {}
     compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
     out = [_GZIP_HEADER]
@@ -597,8 +595,7 @@ def _compress(
         yielding.released()
     out.append(compressor.flush())
     out.append(struct.pack("<II", crc, size & 0xFFFFFFFF))
-    if segments is not None:
-        segments.last = kept
+    segments.last = kept
     return out
 
 
@@ -607,7 +604,7 @@ def _render(
     accept: str,
     accept_encoding: str,
     lines: LineCache,
-    segments: GzipSegments | None = None,
+    segments: GzipSegments,
 ) -> Response:
     yielding = _Yielding(registry)
     try:
