@@ -46,19 +46,19 @@ MEMORY_LIMIT_FACTOR = 1.5
 at the cardinality cap, per-stream state, allocator fragmentation)."""
 
 RECEIVER_CPU_MS_PER_STREAM = 2.0
-"""Service CPU per second of one 2.5 Mbit/s stream relayed by nginx: measured 0.99-1.75 ms
-on uvloop (20-100 streams, two runs) and 1.15-1.30 ms on asyncio's own loop (the
+"""Service CPU per second of one 2.5 Mbit/s stream relayed by nginx: measured 0.97-1.75 ms
+on uvloop (20-100 streams, three runs) and 1.15-1.30 ms on asyncio's own loop (the
 fallback when uvloop is missing)."""
 
 BROADCAST_CPU_MS_PER_VIEWER = 0.04
-"""Service CPU to send one viewer-count update to one viewer: measured 144.9-151.1 ms for
+"""Service CPU to send one viewer-count update to one viewer: measured 142.7-151.1 ms for
 10,000 viewers and 331.1-417.3 ms for 19,900 (0.015-0.021 ms each; up to 0.033 ms in
 earlier runs). At most one update per
 stream per second (``NOVA_VIEWER_UPDATE_INTERVAL``), so at worst every viewer gets one a
 second."""
 
 NGINX_CPU_MS_PER_STREAM = 1.5
-"""nginx-rtmp worker CPU per second of one relayed stream: measured 0.60-0.92 ms (1.07-1.19 ms
+"""nginx-rtmp worker CPU per second of one relayed stream: measured 0.58-0.92 ms (1.07-1.19 ms
 in earlier runs on the same machine: kept at the larger)."""
 
 SERVICE_CPU_LIMIT = "2"
